@@ -1,0 +1,186 @@
+"""A stateful predictor: set a volume once, prompt its slices many times.
+
+In the style of Segment Anything's ``SamPredictor``: :meth:`VolumePredictor.set_volume`
+takes the raw image and an intensity preset; each slice's image embedding is computed the
+first time a prompt needs it and kept in an LRU cache, so prompting the same slice again
+(another box, a re-run, a correction) costs only the prompt encoder and mask decoder.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import logging
+
+import numpy as np
+import torch
+
+from .errors import LiteMedSAMError
+from .preprocessing import (IntensityMapping, box_to_model, intensity_mapping, logits_to_mask,
+                            points_to_model, prepare_slice)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_SLICES = 128  # 4 MiB per embedding: 512 MiB at most
+
+
+@dataclass
+class SlicePrediction:
+    """Result of one prompt on one slice.
+
+    ``mask`` is uint8 ``[H, W]`` at the slice's size; ``iou`` the model's own quality
+    estimate; ``low_res_logits`` ``(1, 1, 256, 256)`` can be fed back as a mask prompt.
+    """
+
+    mask: np.ndarray
+    iou: float
+    low_res_logits: torch.Tensor
+
+
+def check_volume(volume: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Validate an image array and return it as ``[z, y, x]`` or ``[z, y, x, 3]`` plus an RGB flag.
+
+    Accepts 2D grayscale ``[y, x]``, 2D RGB(A) ``[y, x, 3|4]`` (uint8), 3D grayscale
+    ``[z, y, x]`` and stacks of RGB slices ``[z, y, x, 3]``.
+    """
+    volume = np.asarray(volume)
+    if volume.dtype == bool or volume.dtype.kind not in "uif":
+        raise LiteMedSAMError(f"image voxels must be numbers, got dtype {volume.dtype}")
+    if volume.size == 0:
+        raise LiteMedSAMError(f"the image is empty (shape {volume.shape})")
+    rgb = volume.shape[-1] in (3, 4) and volume.dtype == np.uint8
+    if volume.ndim == 2:
+        volume, rgb = volume[None], False
+    elif volume.ndim == 3 and rgb:
+        volume = volume[None, :, :, :3]  # a 2D RGB(A) image
+    elif volume.ndim == 4 and rgb:
+        volume = volume[..., :3]  # a stack of RGB slices
+    elif volume.ndim != 3:
+        raise LiteMedSAMError(f"expected a 2D or 3D image (or RGB), got {volume.ndim} dimensions "
+                              f"with shape {volume.shape}; 4D (time series, multi-channel) images "
+                              "must be split into 3D volumes first")
+    else:
+        rgb = False
+    if volume.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(volume)))
+        if bad:
+            raise LiteMedSAMError(f"the image has {bad} NaN or infinite voxels; fill or mask them first")
+    return volume, rgb
+
+
+class VolumePredictor:
+    """Box (and point/mask) prompted segmentation of the slices of one volume.
+
+    Args:
+        model: a loaded :class:`~LiteMedSAMLib.modeling.LiteMedSAM` (see ``registry.load_model``).
+        cache_slices: how many slice embeddings to keep (least recently used are dropped).
+    """
+
+    def __init__(self, model, cache_slices: int = DEFAULT_CACHE_SLICES) -> None:
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.cache_slices = max(1, int(cache_slices))
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._volume: np.ndarray | None = None
+        self.mapping: IntensityMapping | None = None
+        self.is_rgb = False
+        self.encoder_runs = 0  # how many slices were encoded: lets tests and benchmarks see cache hits
+
+    # ----------------------------------------------------------------------------- set-up
+    def set_volume(self, volume: np.ndarray, preset: str = "auto",
+                   window: tuple[float, float] | None = None) -> None:
+        """Use ``volume`` (``[z, y, x]``, 2D, or RGB; see :func:`check_volume`) from now on.
+
+        The intensity mapping to uint8 is computed here over the whole volume (``preset`` /
+        ``window``, see :mod:`~LiteMedSAMLib.preprocessing`); the cache is cleared.
+        The array is referenced, not copied, and never modified.
+        """
+        volume, rgb = check_volume(volume)
+        self.mapping = intensity_mapping(volume, "none" if rgb else preset, None if rgb else window)
+        self._volume, self.is_rgb = volume, rgb
+        self._cache.clear()
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(z, y, x)`` of the current volume."""
+        if self._volume is None:
+            raise LiteMedSAMError("no image set: call set_volume() first")
+        return tuple(self._volume.shape[:3])  # type: ignore[return-value]
+
+    def slice_uint8(self, z: int) -> np.ndarray:
+        """The intensity-normalised slice ``z`` (``[y, x]`` or ``[y, x, 3]`` uint8)."""
+        self._check_slice(z)
+        return self.mapping.apply(self._volume[z])
+
+    def _check_slice(self, z: int) -> None:
+        nz = self.shape[0]
+        if not isinstance(z, (int, np.integer)) or not 0 <= z < nz:
+            raise LiteMedSAMError(f"slice index {z} is out of range: the image has {nz} slices (0..{nz - 1})")
+
+    # ----------------------------------------------------------------------------- encoder
+    def embedding(self, z: int) -> torch.Tensor:
+        """Image embedding ``(1, 256, 64, 64)`` of slice ``z``, from the cache when possible."""
+        self._check_slice(z)
+        z = int(z)
+        if z in self._cache:
+            self._cache.move_to_end(z)
+            return self._cache[z]
+        image = prepare_slice(self.slice_uint8(z)).to(self.device)
+        emb = self.model.encode(image)
+        self.encoder_runs += 1
+        self._cache[z] = emb
+        while len(self._cache) > self.cache_slices:
+            self._cache.popitem(last=False)
+        return emb
+
+    def is_encoded(self, z: int) -> bool:
+        return int(z) in self._cache
+
+    # ----------------------------------------------------------------------------- decoder
+    def predict_model_box(self, z: int, box_model: np.ndarray,
+                          points_model: np.ndarray | None = None,
+                          point_labels: np.ndarray | None = None,
+                          mask_input: torch.Tensor | None = None) -> SlicePrediction:
+        """Prompt slice ``z`` with a box already in model (256) coordinates."""
+        emb = self.embedding(z)
+        h, w = self.shape[1:]
+        boxes = None
+        if box_model is not None:
+            boxes = torch.as_tensor(np.asarray(box_model)[None, None, :], dtype=torch.float,
+                                    device=self.device)
+        points = None
+        if points_model is not None and len(points_model):
+            coords = torch.as_tensor(np.asarray(points_model)[None], dtype=torch.float, device=self.device)
+            labels = torch.as_tensor(np.asarray(point_labels)[None], dtype=torch.int, device=self.device)
+            points = (coords, labels)
+        logits, iou = self.model.decode(emb, boxes=boxes, points=points, mask_input=mask_input)
+        return SlicePrediction(logits_to_mask(logits, (h, w)), float(iou.squeeze()), logits)
+
+    def predict_slice(self, z: int, box: tuple[float, float, float, float] | None,
+                      points: np.ndarray | None = None, point_labels: np.ndarray | None = None,
+                      mask_input: torch.Tensor | None = None) -> SlicePrediction:
+        """Segment slice ``z`` inside ``box`` = (x0, y0, x1, y1) in pixel indices of the slice.
+
+        Optional ``points`` ``(N, 2)`` (x, y) pixels with ``point_labels`` (1 inside, 0
+        outside) and ``mask_input`` (the ``low_res_logits`` of an earlier prediction) refine
+        the result. The box is scaled to the model exactly as the official script does.
+        """
+        from .boxes import validate_box2d
+
+        h, w = self.shape[1:]
+        box_model = None
+        if box is not None:
+            box2d, notes = validate_box2d(box, (h, w))
+            for note in notes:
+                log.warning(note)
+            box_model = box_to_model(box2d, (h, w))
+        points_model = None
+        if points is not None and len(points):
+            points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+            if point_labels is None or len(point_labels) != len(points):
+                raise LiteMedSAMError("give one label (1 inside, 0 outside) per point")
+            points_model = points_to_model(points, (h, w))
+        if box_model is None and points_model is None:
+            raise LiteMedSAMError("a prompt needs a box or at least one point")
+        return self.predict_model_box(z, box_model, points_model, point_labels, mask_input)
