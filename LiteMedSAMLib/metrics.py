@@ -29,6 +29,7 @@ prediction scores 0.0; DeepMind's raw functions return NaN for two empty masks).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -143,7 +144,10 @@ def _as_mask_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def _check_spacing(spacing: Sequence[float], ndim: int) -> tuple[float, ...]:
     """The spacing as floats, one positive finite value per array axis, or a clear error."""
-    values = np.asarray(spacing, dtype=float).ravel() if spacing is not None else np.array([])
+    try:
+        values = np.asarray(spacing, dtype=float).ravel()
+    except (TypeError, ValueError):
+        values = np.array([])
     if values.size != ndim or not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise LiteMedSAMError(
             f"The spacing must be {ndim} positive numbers in array axis order "
@@ -266,8 +270,8 @@ def normalized_surface_dice(pred: np.ndarray, gt: np.ndarray, spacing_zyx: Seque
     Returns:
         A float in [0, 1]; 1.0 when both masks are empty, 0.0 when exactly one is.
     """
-    if not (isinstance(tolerance_mm, (int, float)) and math.isfinite(tolerance_mm)
-            and tolerance_mm >= 0):
+    if (isinstance(tolerance_mm, bool) or not isinstance(tolerance_mm, numbers.Real)
+            or not math.isfinite(tolerance_mm) or tolerance_mm < 0):
         raise LiteMedSAMError(f"The NSD tolerance must be a number >= 0 mm, got {tolerance_mm!r}.")
     result = surface_distances(pred, gt, spacing_zyx)
     area_gt, area_pred = result["surfel_areas_gt"], result["surfel_areas_pred"]

@@ -204,8 +204,13 @@ def test_nsd_input_errors():
         normalized_surface_dice(mask, mask, (1.0, 1.0))
     with pytest.raises(LiteMedSAMError, match=r"spacing must be 3 positive numbers"):
         normalized_surface_dice(mask, mask, (1.0, 0.0, 1.0))
+    with pytest.raises(LiteMedSAMError, match=r"spacing must be 3 positive numbers"):
+        normalized_surface_dice(mask, mask, ("a", 1, 1))
     with pytest.raises(LiteMedSAMError, match="tolerance must be a number >= 0"):
         normalized_surface_dice(mask, mask, (1, 1, 1), tolerance_mm=-1)
+    with pytest.raises(LiteMedSAMError, match="tolerance must be a number >= 0"):
+        normalized_surface_dice(mask, mask, (1, 1, 1), tolerance_mm="2")
+    assert normalized_surface_dice(mask, mask, (1, 1, 1), tolerance_mm=np.float32(2)) == 1.0
     with pytest.raises(LiteMedSAMError, match="2D or 3D masks"):
         normalized_surface_dice(np.ones((2, 2, 2, 2)), np.ones((2, 2, 2, 2)), (1, 1, 1, 1))
     with pytest.raises(LiteMedSAMError, match="differ in shape"):
