@@ -1,0 +1,134 @@
+"""The predictor's cache and the 3D mid-slice propagation against the official algorithm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from LiteMedSAMLib.boxes import Box3D
+from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.metrics import dice
+from LiteMedSAMLib.predictor import VolumePredictor
+from LiteMedSAMLib.propagation import (SegmentationCancelled, middle_slice, segment_slice,
+                                       segment_volume, sweep_order)
+from LiteMedSAMLib.reference import official_infer_3d
+
+# Left temporal lobe of the example over 5 slices: a real structure, kept short for CPU time.
+LOBE = Box3D(14, 79, 9, 62, 130, 13)
+
+
+def test_middle_slice_and_order_follow_the_official_script():
+    # official: z_middle = int((z_max - z_min) / 2 + z_min) with z_min = z0 - 1, z_max = z1 + 1
+    assert middle_slice(9, 13) == 11
+    assert middle_slice(10, 11) == 10
+    assert middle_slice(5, 5) == 5
+    assert sweep_order(9, 13) == [11, 12, 13, 10, 9]
+    assert sorted(sweep_order(0, 20)) == list(range(21))
+
+
+@pytest.fixture(scope="module")
+def predictor(model, example):
+    image, _, _ = example
+    p = VolumePredictor(model)
+    p.set_volume(image, preset="mr")
+    return p
+
+
+def test_propagation_equals_official_script_on_real_volume(predictor, official, example):
+    """Known-correct output: the official algorithm run with the official model."""
+    image, label, _ = example
+    progress = []
+    (mask,) = segment_volume(predictor, [LOBE], progress=lambda d, t: progress.append((d, t)))
+    volume_uint8 = predictor.mapping.apply(image)
+    challenge_box = np.array([[LOBE.x0, LOBE.y0, LOBE.z0 - 1, LOBE.x1, LOBE.y1, LOBE.z1 + 1]])
+    expected = official_infer_3d(official, volume_uint8, challenge_box)
+    np.testing.assert_array_equal(mask, (expected == 1).astype(np.uint8))
+    assert progress == [(i, 5) for i in range(1, 6)]
+    # only the box's slices are segmented, each slice has an object, inside the box's columns
+    assert not mask[:LOBE.z0].any() and not mask[LOBE.z1 + 1:].any()
+    assert all(mask[z].sum() > 300 for z in LOBE.z_range)
+    # and it is the temporal lobe (LiteMedSAM leaves out part of the grey-matter rim here)
+    truth = (label == 1)[LOBE.z0:LOBE.z1 + 1]
+    assert dice(mask[LOBE.z0:LOBE.z1 + 1], truth) > 0.6
+
+
+def test_overlapping_boxes_get_their_own_masks_and_share_embeddings(predictor, example):
+    image, _, _ = example
+    runs_before = predictor.encoder_runs
+    inner = Box3D(20, 85, 10, 58, 125, 12)  # overlaps LOBE, same slices
+    outer, second = segment_volume(predictor, [LOBE, inner])
+    assert predictor.encoder_runs == runs_before  # all 5 slices were encoded by the test above
+    assert outer.any() and second.any()
+    overlap = np.logical_and(outer, second).sum()
+    assert overlap > 0.5 * second.sum()  # both keep the shared voxels: nothing overwritten
+    assert not second[:10].any() and not second[13:].any()
+
+
+def test_single_slice_and_reprompt_reuse_the_cache(predictor):
+    runs = predictor.encoder_runs
+    first = segment_slice(predictor, 11, LOBE.box2d)
+    again = predictor.predict_slice(11, (20, 85, 58, 125))
+    assert predictor.encoder_runs == runs
+    assert first[11].sum() > 300 and not first[:11].any() and not first[12:].any()
+    assert again.mask.shape == first.shape[1:] and 0.0 < again.iou <= 1.5
+
+
+def test_cancel_mid_sweep_raises_and_returns_nothing(predictor):
+    calls = []
+
+    def cancel_after_two():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(SegmentationCancelled):
+        segment_volume(predictor, [LOBE], should_cancel=cancel_after_two)
+    assert len(calls) == 3
+
+
+def test_lru_cache_is_bounded(model, example):
+    image, _, _ = example
+    p = VolumePredictor(model, cache_slices=2)
+    p.set_volume(image[:3, :64, :64], preset="mr")
+    for z in (0, 1, 2, 0):
+        p.embedding(z)
+    assert p.encoder_runs == 4 and not p.is_encoded(1) and p.is_encoded(0) and p.is_encoded(2)
+
+
+def test_rgb_2d_image(model):
+    rgb = np.zeros((80, 120, 3), np.uint8)
+    rgb[20:60, 30:90] = (200, 60, 60)
+    p = VolumePredictor(model)
+    p.set_volume(rgb)
+    assert p.shape == (1, 80, 120) and p.is_rgb
+    result = p.predict_slice(0, (25, 15, 95, 65))
+    assert dice(result.mask, np.pad(np.ones((40, 60)), ((20, 20), (30, 30)))) > 0.9
+
+
+@pytest.mark.parametrize("volume, message", [
+    (np.zeros((2, 3, 4, 5, 6)), "got 5 dimensions"),
+    (np.zeros((0, 10, 10)), "the image is empty"),
+    (np.array([[[1.0, np.nan], [0.0, 2.0]]]), "1 NaN or infinite voxels"),
+    (np.zeros((4, 4), dtype=bool), "must be numbers"),
+])
+def test_bad_volumes(model, volume, message):
+    with pytest.raises(LiteMedSAMError, match=message):
+        VolumePredictor(model).set_volume(volume)
+
+
+def test_bad_prompts(predictor, caplog):
+    with pytest.raises(LiteMedSAMError, match="slice index 28 is out of range"):
+        predictor.predict_slice(28, (1, 1, 10, 10))
+    with pytest.raises(LiteMedSAMError, match="no box given"):
+        segment_volume(predictor, [])
+    with pytest.raises(LiteMedSAMError, match="inverted"):
+        segment_volume(predictor, [(50, 10, 5, 40, 20, 6)])
+    with pytest.raises(LiteMedSAMError, match="outside"):
+        segment_volume(predictor, [(500, 500, 5, 600, 600, 6)])
+    with pytest.raises(LiteMedSAMError, match="a prompt needs a box"):
+        predictor.predict_slice(3, None)
+    with pytest.raises(LiteMedSAMError, match="no image set"):
+        VolumePredictor(predictor.model).predict_slice(0, (1, 1, 5, 5))
+    # partly outside: clipped, with a warning saying so
+    with caplog.at_level("WARNING"):
+        predictor.predict_slice(11, (140, 79, 400, 130))
+    assert any("clip" in r.message for r in caplog.records)
