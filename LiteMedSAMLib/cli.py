@@ -1,0 +1,366 @@
+"""The ``litemedsam`` command line: batch segmentation, evaluation, the model list, the demo.
+
+Examples::
+
+    litemedsam segment ct.nii.gz --box 120 90 40 210 180 75 --name liver -o liver.seg.nrrd
+    litemedsam segment dicom_folder/ --roi tumor.mrk.json --preset ct -o tumor.nii.gz
+    litemedsam evaluate liver.seg.nrrd liver_truth.nii.gz --json
+    litemedsam models
+    litemedsam demo -o output/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LiteMedSAMError
+
+log = logging.getLogger("LiteMedSAMLib")
+
+
+# ------------------------------------------------------------------------------ progress
+class ProgressBar:
+    """A dependency-free text progress bar on stderr (full redraw on a terminal, 10% steps else)."""
+
+    def __init__(self, label: str, enabled: bool = True, stream=sys.stderr) -> None:
+        self.label, self.enabled, self.stream = label, enabled, stream
+        self.start = time.perf_counter()
+        self.last_decile = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        elapsed = time.perf_counter() - self.start
+        rate = f"{elapsed / done:.2f} s/slice" if done else ""
+        if self.stream.isatty():
+            filled = int(30 * done / total)
+            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
+                              f"{done}/{total} slices {rate}")
+            if done == total:
+                self.stream.write("\n")
+        elif done * 10 // total > self.last_decile or done == total:
+            self.last_decile = done * 10 // total
+            self.stream.write(f"{self.label}: {done}/{total} slices {rate}\n")
+        self.stream.flush()
+
+
+# ------------------------------------------------------------------------------ boxes
+def _boxes_from_args(args: argparse.Namespace, image, is_2d: bool):
+    """All boxes of the command line as ``(name, Box3D)`` in order: --box, --box-mm, --roi."""
+    from .boxes import Box3D, box_from_physical_corners, box_from_physical_extent, read_roi_file
+
+    found = []
+    for numbers in args.box or []:
+        if len(numbers) == 4:
+            x0, y0, x1, y1 = numbers
+            z = 0 if is_2d else args.slice
+            if z is None:
+                raise LiteMedSAMError("a 4-number --box (x0 y0 x1 y1) needs a 2D image or --slice; "
+                                      "give 6 numbers (x0 y0 z0 x1 y1 z1) for a 3D box")
+            numbers = [x0, y0, z, x1, y1, z]
+        elif len(numbers) != 6:
+            raise LiteMedSAMError(f"--box takes 6 numbers (x0 y0 z0 x1 y1 z1) or 4 for a 2D box, "
+                                  f"got {len(numbers)}")
+        elif is_2d and (numbers[2] != 0 or numbers[5] != 0):
+            raise LiteMedSAMError("the image is 2D: give --box x0 y0 x1 y1")
+        found.append((None, Box3D(*numbers)))
+    for numbers in args.box_mm or []:
+        if len(numbers) != 6:
+            raise LiteMedSAMError("--box-mm takes 6 numbers: two opposite corners x y z x y z in LPS mm")
+        corners = np.array([numbers[:3], numbers[3:]])
+        found.append((None, box_from_physical_extent(corners.min(0), corners.max(0), image)))
+    for roi_path in args.roi or []:
+        for roi in read_roi_file(roi_path):
+            found.append((roi.name, box_from_physical_corners(roi.corners_lps, image)))
+    if not found:
+        raise LiteMedSAMError("give at least one box: --box, --box-mm or --roi")
+    names = list(args.name or [])
+    if names and len(names) != len(found):
+        raise LiteMedSAMError(f"{len(names)} --name given for {len(found)} boxes; give one per box or none")
+    named = []
+    for i, (roi_name, box) in enumerate(found):
+        named.append((names[i] if names else roi_name or f"box {i + 1}", box))
+    return named
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+# ------------------------------------------------------------------------------ segment
+def segment_image(image, boxes, *, model_name: str | None = None, weights: str | None = None,
+                  preset: str = "auto", window: tuple[float, float] | None = None,
+                  slice_index: int | None = None, progress=None, should_cancel=None):
+    """Segment a SimpleITK image inside each :class:`~LiteMedSAMLib.boxes.Box3D`.
+
+    Returns ``(masks, predictor)``: one uint8 mask per box with the image's array shape
+    (``[z, y, x]``; ``[y, x]`` for a 2D image), and the predictor (for its normalised slices).
+    With ``slice_index`` only that slice is segmented, with each box's x/y extent.
+    """
+    import SimpleITK as sitk
+
+    from .imageio import check_image
+    from .predictor import VolumePredictor
+    from .propagation import segment_volume, validate_boxes
+    from .registry import load_model
+
+    info = check_image(image)
+    array = sitk.GetArrayFromImage(image)
+    predictor = VolumePredictor(load_model(model_name, weights))
+    predictor.set_volume(array, preset=preset, window=window)
+    if slice_index is not None:
+        predictor._check_slice(slice_index)
+        boxes = validate_boxes(boxes, predictor.shape)
+        for i, box in enumerate(boxes, start=1):
+            if not box.z0 <= slice_index <= box.z1:
+                raise LiteMedSAMError(f"--slice {slice_index} is outside box {i}'s slices {box.z0}..{box.z1}")
+        masks = []
+        for done, box in enumerate(boxes, start=1):
+            if should_cancel is not None and should_cancel():
+                from .propagation import SegmentationCancelled
+                raise SegmentationCancelled("segmentation cancelled")
+            mask = np.zeros(predictor.shape, np.uint8)
+            mask[slice_index] = predictor.predict_slice(slice_index, box.box2d).mask
+            masks.append(mask)
+            if progress is not None:
+                progress(done, len(boxes))
+    else:
+        masks = segment_volume(predictor, boxes, progress=progress, should_cancel=should_cancel)
+    if info.dimension == 2:
+        masks = [m[0] for m in masks]
+    return masks, predictor
+
+
+def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None:
+    for source in inputs:
+        if source.exists() and output.resolve() == source.resolve():
+            raise LiteMedSAMError(f"the output {output} is an input file; choose another output path")
+    if output.exists() and not overwrite:
+        raise LiteMedSAMError(f"{output} exists; pass --overwrite to replace it")
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .imageio import DEFAULT_COLORS, check_image, read_image, write_segmentation
+
+    output = Path(args.output)
+    _check_output(output, [Path(args.image), *map(Path, args.roi or [])], args.overwrite)
+    image = read_image(args.image)
+    info = check_image(image)
+    named = _boxes_from_args(args, image, info.dimension == 2)
+    names = _unique([n for n, _ in named])
+    window = tuple(args.window) if args.window else None
+    start = time.perf_counter()
+    masks, predictor = segment_image(
+        image, [b for _, b in named], model_name=args.model, weights=args.weights,
+        preset=args.preset, window=window, slice_index=args.slice,
+        progress=ProgressBar("Segmenting", enabled=not args.quiet))
+    elapsed = time.perf_counter() - start
+    warning = write_segmentation(output, masks, image, names)
+    if warning:
+        log.warning(warning)
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+    print(f"Wrote {output} ({len(masks)} segment(s), {elapsed:.1f} s, "
+          f"{predictor.encoder_runs} slice(s) encoded)")
+    for name, mask in zip(names, masks):
+        print(f"  {name}: {int(mask.sum())} voxels, {mask.sum() * voxel_ml:.2f} mL")
+    if args.overlay:
+        from .overlay import radiological_flips, save_overlay
+        from .propagation import middle_slice
+
+        boxes = [b for _, b in named]
+        z = args.slice if args.slice is not None else middle_slice(boxes[0].z0, boxes[0].z1)
+        z = min(max(z, 0), predictor.shape[0] - 1)
+        slices = [m if m.ndim == 2 else m[z] for m in masks]
+        flips = radiological_flips(image.GetDirection()) if info.dimension == 3 else (False, False)
+        save_overlay(args.overlay, predictor.slice_uint8(z), slices, names,
+                     [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(names))],
+                     [b.box2d for b in boxes], title=f"LiteMedSAM, slice {z}",
+                     flip_rows=flips[0], flip_cols=flips[1])
+        print(f"Wrote {args.overlay}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ evaluate
+def read_label_volume(path: str | Path):
+    """A label volume ``[z, y, x]`` (int) and its spacing ``(z, y, x)`` from a labelmap file or a
+    Slicer ``.seg.nrrd`` (segment ``i`` in file order becomes label ``i + 1``)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.exists():
+        raise LiteMedSAMError(f"file not found: {path}")
+    if path.name.lower().endswith(".seg.nrrd"):
+        import slicerio
+
+        seg = slicerio.read_segmentation(str(path))
+        voxels = np.asarray(seg["voxels"])
+        layered = voxels.ndim == 4
+        labels = np.zeros(voxels.shape[-3:] if not layered else voxels.shape[:3], np.int32)
+        for index, segment in enumerate(seg["segments"], start=1):
+            layer = voxels[..., segment.get("layer", 0)] if layered else voxels
+            labels[layer == segment["labelValue"]] = index
+        ijk_to_lps = np.asarray(seg["ijkToLPS"])
+        spacing_ijk = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+        return np.transpose(labels, (2, 1, 0)), tuple(spacing_ijk[::-1])
+    from .imageio import read_image
+
+    image = read_image(path)
+    return sitk.GetArrayFromImage(image).astype(np.int32), tuple(image.GetSpacing()[::-1])
+
+
+def evaluate_files(pred_path: str | Path, gt_path: str | Path, tolerance_mm: float = 2.0):
+    """DSC and NSD per label, as the CVPR24 challenge scores them (labels of the ground truth)."""
+    from .metrics import per_label_metrics
+
+    pred, pred_spacing = read_label_volume(pred_path)
+    gt, gt_spacing = read_label_volume(gt_path)
+    if pred.shape != gt.shape:
+        raise LiteMedSAMError(f"prediction {pred.shape} and ground truth {gt.shape} (z, y, x) are not "
+                              "on the same voxel grid")
+    if not np.allclose(pred_spacing, gt_spacing, rtol=1e-4):
+        raise LiteMedSAMError(f"prediction spacing {pred_spacing} differs from ground truth {gt_spacing}")
+    labels = [int(v) for v in np.unique(gt) if v != 0]
+    if not labels:
+        raise LiteMedSAMError(f"the ground truth {gt_path} has no labelled voxels")
+    return per_label_metrics(pred, gt, gt_spacing, tolerance_mm, labels=labels)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    results = evaluate_files(args.prediction, args.ground_truth, args.tolerance)
+    if args.json:
+        print(json.dumps({"tolerance_mm": args.tolerance,
+                          "labels": {str(k): v for k, v in results.items()}}, indent=2))
+        return 0
+    print(f"{'label':>6} {'DSC':>8} {'NSD@' + format(args.tolerance, 'g') + 'mm':>10}")
+    for label, values in results.items():
+        print(f"{label:>6} {values['dsc']:8.4f} {values['nsd']:10.4f}")
+    mean_dsc = np.mean([v["dsc"] for v in results.values()])
+    mean_nsd = np.mean([v["nsd"] for v in results.values()])
+    print(f"{'mean':>6} {mean_dsc:8.4f} {mean_nsd:10.4f}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ models
+def cmd_models(args: argparse.Namespace) -> int:
+    from .registry import describe_models
+
+    rows = describe_models()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        mark = "*" if row["default"] else " "
+        where = row["weights"] or f"not installed ({row['install'] or 'see manifest'})"
+        print(f"{mark} {row['name']:<16} {row['title']:<28} {row['license']:<12} {where}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Segment the shipped example (three structures of a brain MR) and score it."""
+    from .example import EXAMPLE_BOXES, EXAMPLE_IMAGE, EXAMPLE_LABEL, EXAMPLE_PRESET
+
+    out = Path(args.output)
+    seg_path, png_path = out / "demo.seg.nrrd", out / "demo_overlay.png"
+    box_args = [list(b) for b in EXAMPLE_BOXES.values()]
+    segment_args = argparse.Namespace(
+        image=str(EXAMPLE_IMAGE), output=str(seg_path), box=box_args, box_mm=None, roi=None,
+        name=list(EXAMPLE_BOXES), model=args.model, weights=args.weights, preset=EXAMPLE_PRESET,
+        window=None, slice=None, overlay=str(png_path), quiet=args.quiet, overwrite=True)
+    print(f"Demo: {EXAMPLE_IMAGE.name}, {len(box_args)} boxes: {', '.join(EXAMPLE_BOXES)}")
+    cmd_segment(segment_args)
+    print(f"Agreement with the reference label {EXAMPLE_LABEL.name}:")
+    return cmd_evaluate(argparse.Namespace(prediction=str(seg_path), ground_truth=str(EXAMPLE_LABEL),
+                                           tolerance=2.0, json=False))
+
+
+# ------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    from .preprocessing import PRESET_HELP, PRESETS
+
+    parser = argparse.ArgumentParser(prog="litemedsam", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", default=None, help="registered model name (see `litemedsam models`)")
+        p.add_argument("--weights", default=None, help="explicit weights file for the model")
+        p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    seg = sub.add_parser("segment", help="segment an image inside boxes",
+                         description="Segment IMAGE (nrrd, nii.gz, mha, ... or a DICOM series folder) "
+                                     "inside each box; 3D boxes are swept from their middle slice.")
+    seg.add_argument("image")
+    seg.add_argument("--box", nargs="+", type=float, action="append", metavar="N",
+                     help="inclusive voxel box x0 y0 z0 x1 y1 z1 (or x0 y0 x1 y1 on a 2D image / with --slice); repeatable")
+    seg.add_argument("--box-mm", nargs=6, type=float, action="append", metavar="MM",
+                     help="box by two opposite corners x y z x y z in physical LPS millimetres; repeatable")
+    seg.add_argument("--roi", action="append", metavar="FILE.mrk.json",
+                     help="Slicer markups ROI file (any orientation, LPS or RAS); repeatable")
+    seg.add_argument("--name", action="append", help="segment name, one per box in order (--box, --box-mm, --roi)")
+    seg.add_argument("-o", "--output", required=True,
+                     help="output .seg.nrrd (Slicer segmentation) or labelmap (.nii.gz, .nrrd, .mha)")
+    seg.add_argument("--preset", default="auto", choices=PRESETS, help=PRESET_HELP)
+    seg.add_argument("--window", nargs=2, type=float, metavar=("WIDTH", "LEVEL"), help="custom CT window")
+    seg.add_argument("--slice", type=int, default=None, help="segment only this slice (2D prompt)")
+    seg.add_argument("--overlay", default=None, metavar="PNG", help="also write an overlay figure")
+    seg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    model_options(seg)
+    seg.set_defaults(func=cmd_segment)
+
+    ev = sub.add_parser("evaluate", help="DSC and NSD of a prediction against a ground truth")
+    ev.add_argument("prediction")
+    ev.add_argument("ground_truth")
+    ev.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+
+    models = sub.add_parser("models", help="list registered models and installed weights")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
+
+    demo = sub.add_parser("demo", help="segment the shipped example brain MR and score it")
+    demo.add_argument("-o", "--output", default="output", help="folder for demo.seg.nrrd and demo_overlay.png")
+    model_options(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from .propagation import SegmentationCancelled
+
+    try:
+        return args.func(args)
+    except LiteMedSAMError as exc:
+        print(f"litemedsam: error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, SegmentationCancelled):
+        print("litemedsam: cancelled; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The ``litemedsam`` command line, end to end on real files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+
+from LiteMedSAMLib.cli import main, read_label_volume, segment_image
+from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
+from LiteMedSAMLib.metrics import dice
+
+LOBE_BOX = ["14", "79", "10", "62", "130", "12"]  # left temporal lobe, 3 slices
+
+
+def _sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def oblique_image(tmp_path_factory):
+    """The example re-labelled with non-identity spacing, origin and an oblique direction."""
+    image = sitk.ReadImage(str(EXAMPLE_IMAGE))
+    angle = np.deg2rad(25)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    image.SetDirection(tuple((rot @ np.diag([-1, -1, 1])).ravel()))
+    image.SetSpacing((0.9, 1.1, 2.5))
+    image.SetOrigin((-40.0, 25.0, 12.5))
+    path = tmp_path_factory.mktemp("img") / "oblique.nrrd"
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def test_segment_writes_seg_nrrd_that_matches_the_library(oblique_image, tmp_path, capsys):
+    before = _sha(oblique_image)
+    out = tmp_path / "lobe.seg.nrrd"
+    png = tmp_path / "lobe.png"
+    assert main(["segment", str(oblique_image), "--box", *LOBE_BOX, "--name", "temporal lobe",
+                 "--preset", "mr", "-o", str(out), "--overlay", str(png), "-q"]) == 0
+    assert "temporal lobe:" in capsys.readouterr().out
+    assert _sha(oblique_image) == before  # the input is never modified
+    seg = slicerio.read_segmentation(str(out))
+    assert [s["name"] for s in seg["segments"]] == ["temporal lobe"]
+    image = sitk.ReadImage(str(oblique_image))
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    np.testing.assert_allclose(seg["ijkToLPS"][:3, :3], direction * np.asarray(image.GetSpacing()), atol=1e-6)
+    np.testing.assert_allclose(seg["ijkToLPS"][:3, 3], image.GetOrigin(), atol=1e-6)
+    labels, spacing = read_label_volume(out)
+    np.testing.assert_allclose(spacing, (2.5, 1.1, 0.9))
+    from LiteMedSAMLib.boxes import Box3D
+    (expected,), _ = segment_image(image, [Box3D(*map(int, LOBE_BOX))], preset="mr")
+    np.testing.assert_array_equal(labels > 0, expected > 0)
+    assert set(np.unique(np.nonzero(labels)[0])) == {10, 11, 12}
+    assert png.stat().st_size > 10_000
+
+
+def test_box_mm_roi_and_voxel_box_select_the_same_voxels(oblique_image, tmp_path):
+    """One slice, three ways to give the same box: voxel indices, LPS mm, a Slicer ROI file."""
+    image = sitk.ReadImage(str(oblique_image))
+    lo = np.array(image.TransformContinuousIndexToPhysicalPoint((14.0, 79.0, 11.0)))
+    hi = np.array(image.TransformContinuousIndexToPhysicalPoint((62.0, 130.0, 11.0)))
+    # an ROI file in RAS, oriented with the volume, covering voxel centres 14..62, 79..130, 11
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    centre_lps = (lo + hi) / 2
+    size = [(62 - 14) * 0.9 + 0.5, (130 - 79) * 1.1 + 0.5, 1.0]
+    ras = np.diag([-1, -1, 1])
+    roi = {"@schema": "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
+                      "Resources/Schema/markups-schema-v1.0.3.json#",
+           "markups": [{"type": "ROI", "coordinateSystem": "RAS", "name": "lobe roi",
+                        "center": list(ras @ centre_lps), "size": size,
+                        "orientation": list((ras @ direction).ravel()),
+                        "controlPoints": []}]}
+    roi_path = tmp_path / "lobe.mrk.json"
+    roi_path.write_text(json.dumps(roi))
+    # --box-mm is axis-aligned in LPS: use the same grid without the rotation
+    straight = sitk.ReadImage(str(oblique_image))
+    straight.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    straight_path = tmp_path / "straight.nrrd"
+    sitk.WriteImage(straight, str(straight_path))
+    s_lo = straight.TransformContinuousIndexToPhysicalPoint((14.0, 79.0, 11.0))
+    s_hi = straight.TransformContinuousIndexToPhysicalPoint((62.0, 130.0, 11.0))
+    outs = []
+    for i, (path, box_args) in enumerate([(oblique_image, ["--box", "14", "79", "11", "62", "130", "11"]),
+                                          (straight_path, ["--box-mm", *map(str, s_lo), *map(str, s_hi)]),
+                                          (oblique_image, ["--roi", str(roi_path)])]):
+        out = tmp_path / f"out{i}.nii.gz"
+        assert main(["segment", str(path), *box_args, "--preset", "mr", "-o", str(out), "-q"]) == 0
+        outs.append(sitk.GetArrayFromImage(sitk.ReadImage(str(out))))
+    assert outs[0][11].sum() > 300 and not outs[0][10].any()
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
+
+
+def test_two_overlapping_boxes_in_a_labelmap_warn_and_seg_nrrd_keeps_both(oblique_image, tmp_path, caplog):
+    args = ["segment", str(oblique_image), "--slice", "11", "--box", "14", "79", "62", "130",
+            "--box", "20", "85", "58", "125", "--preset", "mr", "-q"]
+    seg_path = tmp_path / "two.seg.nrrd"
+    assert main([*args, "-o", str(seg_path)]) == 0
+    seg = slicerio.read_segmentation(str(seg_path))
+    masks = [slicerio.extract_segments(seg, [(s["name"], 1)])["voxels"] for s in seg["segments"]]
+    assert [s["name"] for s in seg["segments"]] == ["box 1", "box 2"]
+    assert np.logical_and(masks[0], masks[1]).sum() > 0  # overlap kept
+    with caplog.at_level("WARNING"):
+        assert main([*args, "-o", str(tmp_path / "two.nii.gz")]) == 0
+    assert any("more than one mask" in r.message for r in caplog.records)
+
+
+def test_dicom_series_folder_input(tmp_path):
+    image = sitk.ReadImage(str(EXAMPLE_IMAGE))[:, :, 9:13]
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    series = "1.2.826.0.1.3680043.2.1125.1.4242"
+    for k in range(image.GetDepth()):
+        sl = sitk.Cast(image[:, :, k], sitk.sitkInt16)
+        for tag, value in [("0020|000e", series), ("0008|0060", "MR"), ("0020|0013", str(k)),
+                           ("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k))))),
+                           ("0020|0037", "\\".join(map(str, image.GetDirection()[0::3] + image.GetDirection()[1::3]))),
+                           ("0008|0018", f"{series}.{k}")]:
+            sl.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{k}.dcm"))
+        writer.Execute(sl)
+    out = tmp_path / "dicom.seg.nrrd"
+    assert main(["segment", str(folder), "--box", "14", "79", "2", "62", "130", "2", "--preset", "mr",
+                 "-o", str(out), "-q"]) == 0
+    labels, _ = read_label_volume(out)
+    assert labels.shape == (4, 170, 158) and labels[2].sum() > 300 and not labels[[0, 1, 3]].any()
+
+
+def test_evaluate_json_and_table(tmp_path, capsys):
+    truth = sitk.ReadImage(str(EXAMPLE_LABEL))
+    array = sitk.GetArrayFromImage(truth)
+    pred = array.copy()
+    pred[pred == 2] = 0  # label 2 missed entirely
+    pred_img = sitk.GetImageFromArray(pred)
+    pred_img.CopyInformation(truth)
+    path = tmp_path / "pred.nii.gz"
+    sitk.WriteImage(pred_img, str(path))
+    assert main(["evaluate", str(path), str(EXAMPLE_LABEL), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["labels"]["1"] == {"dsc": 1.0, "nsd": 1.0}
+    assert result["labels"]["2"] == {"dsc": 0.0, "nsd": 0.0}
+    assert main(["evaluate", str(path), str(EXAMPLE_LABEL)]) == 0
+    assert "mean" in capsys.readouterr().out
+
+
+def test_models_lists_the_installed_default(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    default = next(r for r in rows if r["default"])
+    assert default["name"] == "litemedsam" and default["weights"].endswith("lite_medsam.pth")
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda p, t: ["segment", str(t / "missing.nii.gz"), "--box", *LOBE_BOX, "-o", str(t / "o.nii.gz")], "not found|does not exist"),
+    (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "-o", str(p)], "is an input file"),
+    (lambda p, t: ["segment", str(p), "--box", "1", "2", "3", "-o", str(t / "o.nii.gz")], "6 numbers"),
+    (lambda p, t: ["segment", str(p), "-o", str(t / "o.nii.gz")], "at least one box"),
+    (lambda p, t: ["segment", str(p), "--box", "14", "79", "10", "62", "130", "12", "--name", "a", "--name", "b",
+                   "-o", str(t / "o.nii.gz")], "2 --name given for 1 boxes"),
+    (lambda p, t: ["segment", str(p), "--box", "14", "79", "10", "62", "130", "12", "--model", "nosuchmodel",
+                   "-o", str(t / "o.nii.gz")], "unknown model 'nosuchmodel'"),
+    (lambda p, t: ["segment", str(p), "--box", "500", "500", "1", "600", "600", "2", "-o", str(t / "o.nii.gz")], "outside"),
+    (lambda p, t: ["segment", str(p), "--box", "5", "5", "60", "50", "50", "70", "-o", str(t / "o.nii.gz")], "outside"),
+    (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "--slice", "40", "-o", str(t / "o.nii.gz")], "out of range"),
+    (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "-o", str(t / "o.txt")], "suffix|extension|\\.txt"),
+])
+def test_bad_command_lines_give_clear_errors(oblique_image, tmp_path, capsys, make_args, message):
+    assert main(make_args(oblique_image, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("litemedsam: error:")
+    assert pytest.importorskip("re").search(message, err), err
+    assert "Traceback" not in err
+
+
+def test_existing_output_is_not_overwritten(oblique_image, tmp_path, capsys):
+    out = tmp_path / "keep.nii.gz"
+    out.write_bytes(b"user data")
+    assert main(["segment", str(oblique_image), "--box", *LOBE_BOX, "-o", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"user data"
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((2, 3, 4, 5), np.float32), "4D|dimension"),
+    (np.array([[[1.0, np.nan], [0.0, 2.0]]] * 3, np.float32), "NaN"),
+])
+def test_bad_image_files(tmp_path, capsys, array, message):
+    path = tmp_path / "bad.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(array, isVector=False), str(path))
+    before = _sha(path)
+    assert main(["segment", str(path), "--box", "0", "0", "0", "1", "1", "1", "-o", str(tmp_path / "o.nii.gz")]) == 2
+    assert pytest.importorskip("re").search(message, capsys.readouterr().err)
+    assert _sha(path) == before
+
+
+def test_corrupt_weights_file(oblique_image, tmp_path, capsys):
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"\x80\x02not a checkpoint at all")
+    assert main(["segment", str(oblique_image), "--box", *LOBE_BOX, "--weights", str(bad),
+                 "-o", str(tmp_path / "o.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable PyTorch checkpoint" in err and "Traceback" not in err
+
+
+def test_dice_of_the_demo_structures_against_reference():
+    """The shipped example's reference label is a real anatomical split of the brain mask."""
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(EXAMPLE_LABEL)))
+    assert set(np.unique(label)) == {0, 1, 2, 3}
+    assert dice(label == 1, np.flip(label == 2, axis=2)) > 0.95  # symmetric template
