@@ -212,3 +212,20 @@ def test_dice_of_the_demo_structures_against_reference():
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(EXAMPLE_LABEL)))
     assert set(np.unique(label)) == {0, 1, 2, 3}
     assert dice(label == 1, np.flip(label == 2, axis=2)) > 0.95  # symmetric template
+
+
+def test_2d_rgb_png(tmp_path):
+    """2D RGB images (photos, endoscopy, dermoscopy) take a 4-number box and give a 2D result."""
+    rgb = np.zeros((90, 140, 3), np.uint8)
+    rgb[...] = (30, 40, 50)
+    yy, xx = np.mgrid[:90, :140]
+    disc = (yy - 45) ** 2 + (xx - 70) ** 2 < 25 ** 2
+    rgb[disc] = (220, 120, 90)
+    png = tmp_path / "photo.png"
+    sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(png))
+    out = tmp_path / "photo_seg.nrrd"
+    assert main(["segment", str(png), "--box", "40", "15", "100", "75", "-o", str(out), "-q"]) == 0
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert mask.shape == (90, 140)
+    assert dice(mask > 0, disc) > 0.9
+    assert main(["segment", str(png), "--box", "40", "15", "1", "100", "75", "1", "-o", str(tmp_path / "x.nrrd")]) == 2
