@@ -9,6 +9,7 @@ first time a prompt needs it and kept in an LRU cache, so prompting the same sli
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import logging
@@ -75,10 +76,14 @@ class VolumePredictor:
     Args:
         model: a loaded :class:`~LiteMedSAMLib.modeling.LiteMedSAM` (see ``registry.load_model``).
         cache_slices: how many slice embeddings to keep (least recently used are dropped).
+        encoder: what turns a ``(1, 3, 256, 256)`` input into a ``(1, 256, 64, 64)`` embedding;
+            default ``model.encode`` (eager PyTorch). Faster backends plug in here.
     """
 
-    def __init__(self, model, cache_slices: int = DEFAULT_CACHE_SLICES) -> None:
+    def __init__(self, model, cache_slices: int = DEFAULT_CACHE_SLICES,
+                 encoder: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.model = model
+        self.encoder = encoder or model.encode
         self.device = next(model.parameters()).device
         self.cache_slices = max(1, int(cache_slices))
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
@@ -127,7 +132,7 @@ class VolumePredictor:
             self._cache.move_to_end(z)
             return self._cache[z]
         image = prepare_slice(self.slice_uint8(z)).to(self.device)
-        emb = self.model.encode(image)
+        emb = self.encoder(image)
         self.encoder_runs += 1
         self._cache[z] = emb
         while len(self._cache) > self.cache_slices:
