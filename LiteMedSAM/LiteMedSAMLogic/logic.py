@@ -1,0 +1,463 @@
+"""LiteMedSAMLogic: box-prompted segmentation of Slicer volumes, usable without the GUI.
+
+A run has three steps, so that the widget can do the middle one in a background thread:
+
+1. :meth:`LiteMedSAMLogic.prepareJob` (main thread): validates the inputs, copies the voxels,
+   maps each ROI from RAS to a voxel box and chooses the slicing axis. Reads MRML only.
+2. :meth:`LiteMedSAMLogic.runJob` (any thread): runs the model with ``LiteMedSAMLib``; numpy and
+   torch only, no MRML. Slice embeddings are cached per volume, so all boxes of a run and later
+   runs on the same volume encode each slice once.
+3. :meth:`LiteMedSAMLogic.applyResult` (main thread): writes one segment per ROI into the
+   segmentation node, with the source volume's geometry, as one undoable step.
+
+:meth:`LiteMedSAMLogic.process` does all three, for the Python console and batch scripts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import slicer
+import vtk
+
+from LiteMedSAMLib.errors import LiteMedSAMError
+
+from . import dependencies, geometry
+
+try:  # inside Slicer; headless (slicer-core) has no ScriptedLoadableModule
+    from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic as _LogicBase
+except ImportError:
+    _LogicBase = object
+
+# The intensity presets of LiteMedSAMLib.preprocessing.PRESETS, listed here because that module
+# imports torch; a test keeps the two equal.
+PRESET_NAMES = ("auto", "ct", "ct-soft-tissue", "ct-lung", "ct-bone", "ct-brain", "mr", "none")
+
+# Distinct segment colours (Tableau 10), used in order, skipping those already in the segmentation.
+SEGMENT_COLORS = (
+    (0.122, 0.467, 0.706), (1.000, 0.498, 0.055), (0.173, 0.627, 0.173), (0.839, 0.153, 0.157),
+    (0.580, 0.404, 0.741), (0.549, 0.337, 0.294), (0.890, 0.467, 0.761), (0.498, 0.498, 0.498),
+    (0.737, 0.741, 0.133), (0.090, 0.745, 0.812),
+)
+
+# Segment tag that links a segment to the ROI node it was made from (re-runs replace it).
+ROI_TAG = "LiteMedSAM.RoiNodeID"
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class BoxTask:
+    """One ROI of a job: the segment it writes and the voxels it covers.
+
+    ``boxIjk`` is the inclusive voxel box ``(i0, j0, k0, i1, j1, k1)``, clipped to the volume;
+    in slice mode its range along the slicing axis is the one slice ``sliceIndex``.
+    """
+
+    segmentName: str
+    roiNodeId: str
+    boxIjk: tuple[int, int, int, int, int, int]
+    sliceIndex: int | None = None
+
+
+@dataclass
+class SegmentationJob:
+    """Everything :meth:`LiteMedSAMLogic.runJob` needs, detached from MRML."""
+
+    volumeNodeId: str
+    volumeName: str
+    volumeArray: np.ndarray  # a copy of the voxels, [k, j, i] (or [k, j, i, 3] for RGB)
+    volumeKey: tuple  # identifies the voxels for the embedding cache
+    axis: int  # IJK axis the model slices along (2 = K)
+    sliceMode: bool
+    tasks: list[BoxTask]
+    modelName: str
+    preset: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def permutation(self) -> tuple[int, int, int]:
+        return geometry.slicingPermutation(self.axis)
+
+
+def _matrixToArray(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _worldToParent(node) -> np.ndarray:
+    """Matrix from world RAS to the node's own RAS (identity without a parent transform)."""
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return np.eye(4)
+    if not parent.IsTransformToWorldLinear():
+        raise LiteMedSAMError(
+            f"'{node.GetName()}' is under the non-linear transform '{parent.GetName()}'; "
+            "harden the transform first (Data module, right-click > Harden transform).")
+    matrix = vtk.vtkMatrix4x4()
+    parent.GetMatrixTransformFromWorld(matrix)
+    return _matrixToArray(matrix)
+
+
+def volumeWorldToIjk(volumeNode) -> np.ndarray:
+    """The volume's world-RAS-to-IJK matrix (including a linear parent transform)."""
+    rasToIjk = vtk.vtkMatrix4x4()
+    volumeNode.GetRASToIJKMatrix(rasToIjk)
+    return _matrixToArray(rasToIjk) @ _worldToParent(volumeNode)
+
+
+def roiWorldCorners(roiNode) -> np.ndarray:
+    """The 8 corners of an ROI node in world RAS, ``(8, 3)``."""
+    parent = roiNode.GetParentTransformNode()
+    if parent is not None and not parent.IsTransformToWorldLinear():
+        _worldToParent(roiNode)  # raises the "harden the transform" message
+    return geometry.roiCorners(_matrixToArray(roiNode.GetObjectToWorldMatrix()), roiNode.GetSize())
+
+
+def slicePlane(sliceNode) -> tuple[np.ndarray, np.ndarray]:
+    """``(normal, point)`` in world RAS of the slice a slice view shows."""
+    sliceToRas = _matrixToArray(sliceNode.GetSliceToRAS())
+    return sliceToRas[:3, 2], sliceToRas[:3, 3]
+
+
+class LiteMedSAMLogic(_LogicBase):
+    """Segment the inside of ROI boxes with LiteMedSAM; no GUI needed.
+
+    Keeps the loaded models and the slice embeddings of the last volumes between runs.
+    """
+
+    maximumCachedVolumes = 2  # each keeps up to 128 slice embeddings (4 MiB each)
+
+    def __init__(self) -> None:
+        if _LogicBase is not object:
+            _LogicBase.__init__(self)
+        self._models: dict[str, object] = {}
+        self._predictors: OrderedDict[tuple, object] = OrderedDict()
+        self._histories: dict[str, tuple[object, object]] = {}
+
+    # ------------------------------------------------------------------ models & dependencies
+    @staticmethod
+    def availableModels() -> dict[str, str]:
+        """Registered model names and titles (from the model manifests; no torch needed)."""
+        from LiteMedSAMLib import registry
+
+        return {name: spec.title for name, spec in sorted(registry.available_models().items())}
+
+    @staticmethod
+    def defaultModelName() -> str:
+        from LiteMedSAMLib import registry
+
+        return registry.default_model_name()
+
+    @staticmethod
+    def missingDependencies(modelName: str | None = None) -> list[dependencies.Requirement]:
+        """Python packages (and weights) that must be installed before ``modelName`` can run."""
+        return dependencies.missingRequirements(modelName or None)
+
+    def installDependencies(self, modelName: str | None = None) -> None:
+        """Install what :meth:`missingDependencies` lists, inside Slicer (asks nothing: the
+        caller confirms with the user first). Raises ``ValueError`` when it cannot (offline)."""
+        missing = self.missingDependencies(modelName)
+        if missing:
+            pipInstall, installTorch = dependencies.slicerInstallers()
+            dependencies.installRequirements(missing, pipInstall, installTorch)
+
+    def _loadModel(self, modelName: str):
+        if modelName not in self._models:
+            from LiteMedSAMLib.registry import load_model
+
+            self._models[modelName] = load_model(modelName)
+        return self._models[modelName]
+
+    # ------------------------------------------------------------------ batch entry point
+    def process(self, inputVolume, roiNodes, outputSegmentation=None, *, sliceNode=None,
+                modelName: str | None = None, preset: str = "auto",
+                progressCallback: ProgressCallback | None = None,
+                shouldCancel: Callable[[], bool] | None = None, showResult: bool = True):
+        """Segment the inside of each ROI into its own segment of ``outputSegmentation``.
+
+        Args:
+            inputVolume: the image (scalar volume, or an RGB vector volume). Never modified.
+            roiNodes: one ``vtkMRMLMarkupsROINode`` or a list of them; each gives one segment,
+                named after the ROI. A segment made earlier from the same ROI is replaced.
+            outputSegmentation: segmentation node to write to; created if None.
+            sliceNode: if given (e.g. ``slicer.app.layoutManager().sliceWidget("Red")
+                .mrmlSliceNode()``), segment only the slice that view shows, inside each box;
+                otherwise segment each box's whole slice range (mid-slice propagation along
+                the volume's K axis).
+            modelName: a registered model (:meth:`availableModels`); default model if None.
+            preset: intensity preset, one of :data:`PRESET_NAMES`.
+            progressCallback: called as ``progressCallback(slicesDone, slicesTotal)``.
+            shouldCancel: called before each slice; returning True stops the run with
+                ``LiteMedSAMLib.propagation.SegmentationCancelled`` and changes nothing.
+            showResult: show the segments in slice and 3D views.
+
+        Returns:
+            The segmentation node.
+
+        Raises:
+            ValueError: missing or bad inputs, an ROI outside the volume, missing packages.
+        """
+        job = self.prepareJob(inputVolume, roiNodes, sliceNode=sliceNode, modelName=modelName,
+                              preset=preset)
+        masks = self.runJob(job, progressCallback, shouldCancel)
+        return self.applyResult(job, masks, outputSegmentation, showResult=showResult)
+
+    # ------------------------------------------------------------------ step 1: prepare
+    def prepareJob(self, inputVolume, roiNodes, *, sliceNode=None, modelName: str | None = None,
+                   preset: str = "auto") -> SegmentationJob:
+        """Check the inputs and turn the ROIs into voxel boxes (main thread; reads MRML)."""
+        volumeArray = self._checkVolume(inputVolume)
+        rois = self._checkRois(roiNodes)
+        if preset not in PRESET_NAMES:
+            raise LiteMedSAMError(f"Unknown intensity preset {preset!r}; choose one of "
+                                  f"{', '.join(PRESET_NAMES)}.")
+        modelName = modelName or self.defaultModelName()
+        if modelName not in self.availableModels():
+            raise LiteMedSAMError(f"Unknown model {modelName!r}; available models: "
+                                  f"{', '.join(self.availableModels())}.")
+        missing = self.missingDependencies(modelName)
+        if missing:
+            raise LiteMedSAMError(dependencies.describeMissing(missing) + "\nInstall them from the "
+                                  "LiteMedSAM module (it offers to) or with "
+                                  "LiteMedSAMLogic().installDependencies().")
+
+        worldToIjk = volumeWorldToIjk(inputVolume)
+        ijkToWorld = np.linalg.inv(worldToIjk)
+        shape = volumeArray.shape[:3]
+        if sliceNode is not None:
+            normal, point = slicePlane(sliceNode)
+            axis = geometry.nearestIjkAxis(normal, ijkToWorld)
+        else:
+            axis = 2
+        tasks, warnings = [], []
+        for roi in rois:
+            name = f"ROI '{roi.GetName()}'"
+            corners = geometry.rasToIjkPoints(roiWorldCorners(roi), worldToIjk)
+            sliceIndex = None
+            if sliceNode is not None:
+                center = roi.GetObjectToWorldMatrix().MultiplyPoint((0.0, 0.0, 0.0, 1.0))[:3]
+                sliceIndex = geometry.sliceIndexOnPlane(axis, normal, point, center, worldToIjk)
+                low, high = corners[:, axis].min(), corners[:, axis].max()
+                if not low - 0.5 <= sliceIndex <= high + 0.5:
+                    raise LiteMedSAMError(
+                        f"The slice shown in view '{sliceNode.GetName()}' (voxel slice {sliceIndex} "
+                        f"along {geometry.IJK_AXIS_NAMES[axis]}) does not cross {name} (slices "
+                        f"{low:.1f} to {high:.1f}); move the view to a slice through the box.")
+                corners[:, axis] = sliceIndex  # a box drawn flat in the view still counts
+            box, notes = geometry.voxelBoxFromRoi(corners, shape, name)
+            warnings.extend(notes)
+            tasks.append(BoxTask(roi.GetName(), roi.GetID(), box, sliceIndex))
+        for note in warnings:
+            logging.warning(note)
+        volumeKey = (inputVolume.GetID(), inputVolume.GetImageData().GetMTime())
+        return SegmentationJob(inputVolume.GetID(), inputVolume.GetName(), volumeArray, volumeKey,
+                               axis, sliceNode is not None, tasks, modelName, preset, warnings)
+
+    @staticmethod
+    def _checkVolume(inputVolume) -> np.ndarray:
+        if inputVolume is None:
+            raise LiteMedSAMError("No input volume: select the image to segment.")
+        if not inputVolume.IsA("vtkMRMLScalarVolumeNode"):
+            raise LiteMedSAMError(f"'{inputVolume.GetName()}' is a {inputVolume.GetClassName()}, "
+                                  "not an image volume.")
+        if inputVolume.IsA("vtkMRMLLabelMapVolumeNode"):
+            raise LiteMedSAMError(f"'{inputVolume.GetName()}' is a labelmap; select the image.")
+        if inputVolume.GetImageData() is None:
+            raise LiteMedSAMError(f"Volume '{inputVolume.GetName()}' has no voxels.")
+        # A copy: the run works on it in another thread, and the source is never written to.
+        return np.array(slicer.util.arrayFromVolume(inputVolume))
+
+    @staticmethod
+    def _checkRois(roiNodes) -> list:
+        if roiNodes is None:
+            roiNodes = []
+        elif not isinstance(roiNodes, (list, tuple)):
+            roiNodes = [roiNodes]
+        if len(roiNodes) == 0:
+            raise LiteMedSAMError("No ROI box given: place at least one box (markups ROI) on the "
+                                  "structure to segment.")
+        for roi in roiNodes:
+            if roi is None or not roi.IsA("vtkMRMLMarkupsROINode"):
+                what = "None" if roi is None else f"'{roi.GetName()}' ({roi.GetClassName()})"
+                raise LiteMedSAMError(f"{what} is not an ROI box (vtkMRMLMarkupsROINode).")
+            if roi.GetNumberOfControlPoints() == 0:
+                raise LiteMedSAMError(f"ROI '{roi.GetName()}' has not been placed yet.")
+        return list(roiNodes)
+
+    # ------------------------------------------------------------------ step 2: run (no MRML)
+    def runJob(self, job: SegmentationJob, progressCallback: ProgressCallback | None = None,
+               shouldCancel: Callable[[], bool] | None = None) -> list[np.ndarray]:
+        """Segment every box of ``job``; returns one uint8 ``[k, j, i]`` 0/1 mask per task.
+
+        Touches no MRML node, so it may run in a worker thread (one run at a time per logic).
+
+        Raises:
+            LiteMedSAMLib.propagation.SegmentationCancelled: ``shouldCancel()`` returned True.
+        """
+        from LiteMedSAMLib.propagation import SegmentationCancelled, segment_volume
+
+        predictor = self._predictorFor(job)
+        boxes = [geometry.permuteBox(task.boxIjk, job.permutation) for task in job.tasks]
+        if job.sliceMode:
+            masks = []
+            for done, (x0, y0, z, x1, y1, _) in enumerate(boxes, start=1):
+                if shouldCancel is not None and shouldCancel():
+                    raise SegmentationCancelled("segmentation cancelled")
+                mask = np.zeros(predictor.shape, dtype=np.uint8)
+                mask[z] = predictor.predict_slice(z, (x0, y0, x1, y1)).mask
+                masks.append(mask)
+                if progressCallback is not None:
+                    progressCallback(done, len(boxes))
+        else:
+            masks = segment_volume(predictor, boxes, progressCallback, shouldCancel)
+        inverse = geometry.inversePermutation(job.permutation)
+        return [np.ascontiguousarray(mask.transpose(inverse)) for mask in masks]
+
+    def _predictorFor(self, job: SegmentationJob):
+        """The cached predictor of this volume, model, preset and slicing axis, or a new one."""
+        from LiteMedSAMLib.predictor import VolumePredictor
+
+        key = (job.volumeKey, job.modelName, job.preset, job.axis)
+        if key in self._predictors:
+            self._predictors.move_to_end(key)
+            return self._predictors[key]
+        predictor = VolumePredictor(self._loadModel(job.modelName))
+        predictor.set_volume(geometry.permuteArray(job.volumeArray, job.permutation), preset=job.preset)
+        self._predictors[key] = predictor
+        while len(self._predictors) > self.maximumCachedVolumes:
+            self._predictors.popitem(last=False)
+        return predictor
+
+    def clearCache(self) -> None:
+        """Forget cached slice embeddings and models (frees memory)."""
+        self._predictors.clear()
+        self._models.clear()
+
+    # ------------------------------------------------------------------ step 3: apply
+    def applyResult(self, job: SegmentationJob, masks: Sequence[np.ndarray],
+                    outputSegmentation=None, showResult: bool = True):
+        """Write ``masks`` into ``outputSegmentation`` (created if None) as one undoable step.
+
+        Each task's segment (found by its ROI tag, else by name) is replaced: in volume mode
+        completely, in slice mode only on the segmented slice. New segments get a colour not
+        yet used in the segmentation.
+        """
+        scene = slicer.mrmlScene
+        volume = scene.GetNodeByID(job.volumeNodeId)
+        if volume is None:
+            raise LiteMedSAMError(f"Volume '{job.volumeName}' was removed from the scene during "
+                                  "the run; nothing was written.")
+        if len(masks) != len(job.tasks):
+            raise LiteMedSAMError(f"{len(masks)} masks for {len(job.tasks)} boxes")
+        if outputSegmentation is None:
+            outputSegmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                                         f"{job.volumeName} LiteMedSAM")
+        segmentation = outputSegmentation.GetSegmentation()
+        if segmentation.GetNumberOfSegments() == 0 or outputSegmentation.GetNodeReference(
+                outputSegmentation.GetReferenceImageGeometryReferenceRole()) is None:
+            outputSegmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        self._history(outputSegmentation).SaveState()
+        wasModifying = outputSegmentation.StartModify()
+        try:
+            for task, mask in zip(job.tasks, masks):
+                segmentId = self._segmentIdFor(outputSegmentation, task)
+                if task.sliceIndex is not None:
+                    mask = self._replaceSlice(outputSegmentation, segmentId, volume, mask,
+                                              job.axis, task.sliceIndex)
+                slicer.util.updateSegmentBinaryLabelmapFromArray(mask, outputSegmentation,
+                                                                 segmentId, volume)
+        finally:
+            outputSegmentation.EndModify(wasModifying)
+        if showResult:
+            outputSegmentation.CreateDefaultDisplayNodes()
+            outputSegmentation.CreateClosedSurfaceRepresentation()
+        return outputSegmentation
+
+    @staticmethod
+    def _segmentIdFor(segmentationNode, task: BoxTask) -> str:
+        """The segment made from ``task``'s ROI earlier (renamed to the ROI's name), else a new one."""
+        segmentation = segmentationNode.GetSegmentation()
+        byName = None
+        for segmentId in segmentation.GetSegmentIDs():
+            segment = segmentation.GetSegment(segmentId)
+            roiNodeId = vtk.reference("")
+            if segment.GetTag(ROI_TAG, roiNodeId) and str(roiNodeId) == task.roiNodeId:
+                segment.SetName(task.segmentName)
+                return segmentId
+            if byName is None and segment.GetName() == task.segmentName:
+                byName = segmentId
+        if byName is None:
+            used = {tuple(round(c, 2) for c in segmentation.GetSegment(s).GetColor())
+                    for s in segmentation.GetSegmentIDs()}
+            free = [c for c in SEGMENT_COLORS if tuple(round(v, 2) for v in c) not in used]
+            color = (free or SEGMENT_COLORS)[0 if free else
+                                             segmentation.GetNumberOfSegments() % len(SEGMENT_COLORS)]
+            byName = segmentation.AddEmptySegment("", task.segmentName, color)
+        segmentation.GetSegment(byName).SetTag(ROI_TAG, task.roiNodeId)
+        return byName
+
+    @staticmethod
+    def _replaceSlice(segmentationNode, segmentId, volume, mask, axis, sliceIndex) -> np.ndarray:
+        """The segment's current voxels with only slice ``sliceIndex`` along ``axis`` from ``mask``."""
+        current = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume)
+        if current is None or current.shape != mask.shape:
+            current = np.zeros_like(mask)
+        current = np.array(current, dtype=np.uint8)
+        index = [slice(None)] * 3
+        index[2 - axis] = sliceIndex
+        current[tuple(index)] = mask[tuple(index)]
+        return current
+
+    # ------------------------------------------------------------------ undo
+    def _history(self, segmentationNode):
+        entry = self._histories.get(segmentationNode.GetID())
+        if entry is None or entry[0] is not segmentationNode.GetSegmentation():
+            history = slicer.vtkSegmentationHistory()
+            history.SetMaximumNumberOfStates(10)
+            history.SetSegmentation(segmentationNode.GetSegmentation())
+            entry = (segmentationNode.GetSegmentation(), history)
+            self._histories[segmentationNode.GetID()] = entry
+        return entry[1]
+
+    def canUndo(self, segmentationNode) -> bool:
+        """Whether :meth:`undo` can restore ``segmentationNode`` to before a LiteMedSAM run."""
+        entry = self._histories.get(segmentationNode.GetID()) if segmentationNode else None
+        return bool(entry) and entry[1].IsRestorePreviousStateAvailable()
+
+    def undo(self, segmentationNode) -> bool:
+        """Restore the segmentation as it was before the last LiteMedSAM run on it."""
+        if not self.canUndo(segmentationNode):
+            return False
+        return bool(self._histories[segmentationNode.GetID()][1].RestorePreviousState())
+
+
+def createRoiFromVoxelBox(volumeNode, boxIjk: Sequence[int], name: str = "Box"):
+    """Add an ROI node that covers exactly the voxels ``(i0, j0, k0, i1, j1, k1)`` (inclusive).
+
+    The ROI is aligned with the volume's voxel grid (also for oblique volumes) and its faces lie
+    on voxel boundaries, so :meth:`LiteMedSAMLogic.prepareJob` maps it back to the same box.
+    Handy for scripts whose boxes come in voxel indices (e.g. from a table).
+    """
+    low = np.asarray(boxIjk[:3], dtype=float)
+    high = np.asarray(boxIjk[3:], dtype=float)
+    if np.any(high < low):
+        raise LiteMedSAMError(f"voxel box {tuple(boxIjk)} is inverted (upper below lower bound)")
+    ijkToWorld = np.linalg.inv(volumeWorldToIjk(volumeNode))
+    axes = ijkToWorld[:3, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    objectToWorld = np.eye(4)
+    objectToWorld[:3, :3] = axes / spacing
+    objectToWorld[:3, 3] = (ijkToWorld @ np.r_[(low + high) / 2.0, 1.0])[:3]
+    roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
+    roi.CreateDefaultDisplayNodes()
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, objectToWorld[r, c])
+    roi.GetObjectToNodeMatrix().DeepCopy(matrix)
+    roi.SetSize(*((high - low + 1.0) * spacing))
+    return roi
