@@ -242,7 +242,7 @@ class LiteMedSAMLogic(_LogicBase):
                 center = roi.GetObjectToWorldMatrix().MultiplyPoint((0.0, 0.0, 0.0, 1.0))[:3]
                 sliceIndex = geometry.sliceIndexOnPlane(axis, normal, point, center, worldToIjk)
                 low, high = corners[:, axis].min(), corners[:, axis].max()
-                if not low - 0.5 <= sliceIndex <= high + 0.5:
+                if not low - 0.499 <= sliceIndex <= high + 0.499:  # the box cuts that voxel slice
                     raise LiteMedSAMError(
                         f"The slice shown in view '{sliceNode.GetName()}' (voxel slice {sliceIndex} "
                         f"along {geometry.IJK_AXIS_NAMES[axis]}) does not cross {name} (slices "
