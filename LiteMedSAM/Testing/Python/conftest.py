@@ -13,7 +13,6 @@ import sys
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
 
@@ -33,9 +32,9 @@ def _deterministicThreads():
     torch.set_num_threads(2)  # same float results run to run (as the library's tests)
 
 
-@pytest.fixture
-def scene():
-    """A fresh MRML scene with the module logics the LiteMedSAM logic uses; returns the scene."""
+def makeScene():
+    """A fresh MRML scene with the module logics the LiteMedSAM logic uses, set as
+    ``slicer.mrmlScene``; the logics are kept alive on the scene object."""
     import slicer
     import vtk
     from slicer import (vtkMRMLScene, vtkSlicerApplicationLogic, vtkSlicerMarkupsLogic,
@@ -62,6 +61,12 @@ def scene():
     slicer.modules = types.SimpleNamespace(
         **{k: types.SimpleNamespace(logic=lambda lg=lg: lg) for k, lg in logics.items()})
     mrmlScene.keepAlive = (app, logics)  # the logics must outlive the scene's use
+    return mrmlScene
+
+
+@pytest.fixture
+def scene():
+    mrmlScene = makeScene()
     yield mrmlScene
     mrmlScene.Clear(1)
 
@@ -85,10 +90,3 @@ def logic():
 def model(logic):
     return logic._loadModel(logic.defaultModelName())
 
-
-def rotationMatrix(axis: str, degrees: float) -> np.ndarray:
-    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-    a, b = {"x": (1, 2), "y": (0, 2), "z": (0, 1)}[axis]
-    rotation = np.eye(3)
-    rotation[a, a], rotation[a, b], rotation[b, a], rotation[b, b] = c, -s, s, c
-    return rotation
