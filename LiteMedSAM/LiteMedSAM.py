@@ -194,21 +194,24 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Show the parameter node's model and ROI choices; enable what can be done now."""
         if not self._parameterNode:
             return
-        with slicer.util.NodeModify(self._parameterNode):
-            wasBlocked = self.ui.modelComboBox.blockSignals(True)
-            index = self.ui.modelComboBox.findData(self._parameterNode.modelName or self.logic.defaultModelName())
-            self.ui.modelComboBox.currentIndex = max(index, 0)
-            self.ui.modelComboBox.blockSignals(wasBlocked)
-            wasBlocked = self.ui.roiSelector.blockSignals(True)
-            checked = {roi.GetID() for roi in self._checkedRois()}
-            for n in range(self.ui.roiSelector.nodeCount()):
-                node = self.ui.roiSelector.nodeFromIndex(n)
-                self.ui.roiSelector.setCheckState(node, qt.Qt.Checked if node.GetID() in checked else qt.Qt.Unchecked)
-            self.ui.roiSelector.blockSignals(wasBlocked)
+        wasBlocked = self.ui.modelComboBox.blockSignals(True)
+        index = self.ui.modelComboBox.findData(self._parameterNode.modelName or self.logic.defaultModelName())
+        self.ui.modelComboBox.currentIndex = max(index, 0)
+        self.ui.modelComboBox.blockSignals(wasBlocked)
+        wasBlocked = self.ui.roiSelector.blockSignals(True)
+        checked = {roi.GetID() for roi in self._checkedRois()}
+        for n in range(self.ui.roiSelector.nodeCount()):
+            node = self.ui.roiSelector.nodeFromIndex(n)
+            self.ui.roiSelector.setCheckState(node, qt.Qt.Checked if node.GetID() in checked else qt.Qt.Unchecked)
+        self.ui.roiSelector.blockSignals(wasBlocked)
         canRun = self._run is None and self._parameterNode.inputVolume is not None and bool(checked)
-        for button in (self.ui.segmentSliceButton, self.ui.segmentVolumeButton):
-            button.enabled = canRun
-            button.toolTip = button.toolTip if canRun else _("Select an input volume and check at least one box.")
+        self.ui.segmentSliceButton.enabled = canRun
+        self.ui.segmentVolumeButton.enabled = canRun
+        hint = _("Select an input volume and place or check at least one box.")
+        if self._run is None and not canRun:
+            self.ui.statusLabel.text = hint
+        elif self.ui.statusLabel.text == hint:
+            self.ui.statusLabel.text = ""
         self.ui.undoButton.enabled = self._run is None and self.logic.canUndo(self._parameterNode.outputSegmentation)
 
     def onModelChanged(self, index) -> None:
@@ -288,7 +291,8 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             self.ui.statusLabel.text = _("Failed: {error}").format(error=run.error)
             slicer.util.errorDisplay(_("LiteMedSAM failed: {error}").format(error=run.error),
-                                     detailedText="".join(traceback.format_exception(run.error)))
+                                     detailedText="".join(traceback.format_exception(
+                                         type(run.error), run.error, run.error.__traceback__)))
         self._updateGui()
 
     def onCancel(self) -> None:
