@@ -231,3 +231,19 @@ def test_current_slice_on_a_sagittal_acquisition_in_the_axial_view(scene, mniT1,
     again = segmentArray(segmentationNode, "Left ventricle", volume)
     assert set(np.nonzero(again.any(axis=(0, 2)))[0]) == {5, 6}
     assert np.array_equal(again[:, 5, :], mask[:, 5, :])
+
+
+def test_2d_rgb_image(scene, logic):
+    """A 2D colour image (a one-slice vector volume, as Slicer loads a PNG/JPG)."""
+    yy, xx = np.mgrid[0:120, 0:160]
+    rgb = np.full((120, 160, 3), 40, dtype=np.uint8)
+    disk = (yy - 60) ** 2 + (xx - 70) ** 2 < 30 ** 2
+    rgb[disk] = (220, 120, 60)
+    ijkToRas = np.diag([-0.5, -0.5, 1.0, 1.0])
+    volume = slicer.util.addVolumeFromArray(rgb[None], ijkToRas, name="photo",
+                                            nodeClassName="vtkMRMLVectorVolumeNode")
+    roi = createRoiFromVoxelBox(volume, (35, 25, 0, 105, 95, 0), "Disk")
+    segmentationNode = logic.process(volume, [roi], preset="auto")
+    mask = segmentArray(segmentationNode, "Disk", volume)
+    assert mask.shape == (1, 120, 160)
+    assert dice(mask[0], disk) > 0.9
