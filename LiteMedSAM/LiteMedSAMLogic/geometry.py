@@ -46,7 +46,8 @@ def rasToIjkPoints(points: np.ndarray, rasToIjk: np.ndarray) -> np.ndarray:
     return (np.asarray(rasToIjk, dtype=float) @ np.c_[points, np.ones(len(points))].T).T[:, :3]
 
 
-def voxelBoxFromRoi(cornersIjk: np.ndarray, shapeKji: tuple[int, ...], name: str) -> tuple[tuple[int, int, int, int, int, int], list[str]]:
+def voxelBoxFromRoi(cornersIjk: np.ndarray, shapeKji: tuple[int, ...],
+                    name: str) -> tuple[tuple[int, int, int, int, int, int], list[str]]:
     """The inclusive voxel box ``(i0, j0, k0, i1, j1, k1)`` of the voxels inside an ROI.
 
     For an ROI that is not aligned with the voxel grid (oblique volume or rotated ROI) this is
@@ -62,17 +63,19 @@ def voxelBoxFromRoi(cornersIjk: np.ndarray, shapeKji: tuple[int, ...], name: str
     Raises:
         LiteMedSAMError: the ROI does not intersect the volume, or is thinner than a voxel.
     """
+    shape = [int(n) for n in shapeKji[:3]]
     try:
         box = box_from_index_corners(cornersIjk)
-        valid, warnings = validate_box(box, tuple(int(s) for s in shapeKji[:3]), name=name)
-    except LiteMedSAMError as error:
-        message = str(error)
-        if "outside the image" in message:
-            message = (f"{name} does not intersect the volume: {message} "
-                       "Move the box over the image (or pick the volume it was drawn on).")
-        elif not message.startswith(name):
-            message = f"{name}: {message}"
-        raise LiteMedSAMError(message) from None
+    except LiteMedSAMError as error:  # thinner than a voxel: say which ROI
+        raise LiteMedSAMError(f"{name}: {error}") from None
+    sizes = shape[::-1]  # voxels along I, J, K
+    outside = [IJK_AXIS_NAMES[a] for a in range(3) if box[a + 3] < 0 or box[a] > sizes[a] - 1]
+    if outside:
+        raise LiteMedSAMError(
+            f"{name} does not intersect the volume (voxels {box[:3]} to {box[3:]} along I, J, K; "
+            f"the volume has {sizes[0]} x {sizes[1]} x {sizes[2]} voxels; outside along "
+            f"{', '.join(outside)}). Move the box over the image, or pick the volume it was drawn on.")
+    valid, warnings = validate_box(box, shape, name=name)
     return valid.as_tuple(), warnings
 
 
