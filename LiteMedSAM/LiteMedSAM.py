@@ -370,9 +370,12 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
             logic.process(volume, [])
         redSliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
         redSliceNode.SetOrientation("Sagittal")
+        center = [0.0, 0.0, 0.0]
+        roi.GetCenterWorld(center)
+        redSliceNode.JumpSliceByCentering(*center)
         sagittalJob = logic.prepareJob(volume, [roi], sliceNode=redSliceNode, preset="mr")
         self.assertEqual(sagittalJob.axis, 0)
-        redSliceNode.SetOrientationToDefault()
+        redSliceNode.SetOrientation("Axial")
         self.delayDisplay("Geometry test passed")
 
     def test_SegmentVolumeAndSlice(self):
