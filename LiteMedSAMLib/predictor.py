@@ -78,12 +78,16 @@ class VolumePredictor:
         cache_slices: how many slice embeddings to keep (least recently used are dropped).
         encoder: what turns a ``(1, 3, 256, 256)`` input into a ``(1, 256, 64, 64)`` embedding;
             default ``model.encode`` (eager PyTorch). Faster backends plug in here.
+        decoder: same signature as ``model.decode`` (embedding, boxes=, points=, mask_input=)
+            -> (logits, iou); default ``model.decode``. See ``LiteMedSAMLib.backends``.
     """
 
     def __init__(self, model, cache_slices: int = DEFAULT_CACHE_SLICES,
-                 encoder: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 decoder: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
         self.model = model
         self.encoder = encoder or model.encode
+        self.decoder = decoder or model.decode
         self.device = next(model.parameters()).device
         self.cache_slices = max(1, int(cache_slices))
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
@@ -159,7 +163,7 @@ class VolumePredictor:
             coords = torch.as_tensor(np.asarray(points_model)[None], dtype=torch.float, device=self.device)
             labels = torch.as_tensor(np.asarray(point_labels)[None], dtype=torch.int, device=self.device)
             points = (coords, labels)
-        logits, iou = self.model.decode(emb, boxes=boxes, points=points, mask_input=mask_input)
+        logits, iou = self.decoder(emb, boxes=boxes, points=points, mask_input=mask_input)
         return SlicePrediction(logits_to_mask(logits, (h, w)), float(iou.squeeze()), logits)
 
     def predict_slice(self, z: int, box: tuple[float, float, float, float] | None,
