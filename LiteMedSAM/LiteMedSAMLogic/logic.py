@@ -25,6 +25,7 @@ import slicer
 import vtk
 
 from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.presets import PRESETS
 
 from . import dependencies, geometry
 
@@ -33,9 +34,8 @@ try:  # inside Slicer; headless (slicer-core) has no ScriptedLoadableModule
 except ImportError:
     _LogicBase = object
 
-# The intensity presets of LiteMedSAMLib.preprocessing.PRESETS, listed here because that module
-# imports torch; a test keeps the two equal.
-PRESET_NAMES = ("auto", "ct", "ct-soft-tissue", "ct-lung", "ct-bone", "ct-brain", "mr", "none")
+# The intensity presets (LiteMedSAMLib.presets imports nothing heavy).
+PRESET_NAMES = PRESETS
 
 # Distinct segment colours (Tableau 10), used in order, skipping those already in the segmentation.
 SEGMENT_COLORS = (

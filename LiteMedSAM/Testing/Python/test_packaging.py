@@ -119,13 +119,6 @@ def test_module_file_imports_torch_lazily():
     assert not topLevel & {"torch", "cv2", "LiteMedSAMLib"}
 
 
-def test_preset_names_match_the_library():
-    from LiteMedSAMLib.preprocessing import PRESETS
-    from LiteMedSAMLogic import PRESET_NAMES
-
-    assert tuple(PRESET_NAMES) == tuple(PRESETS)
-
-
 @pytest.mark.parametrize("path", ["LiteMedSAM.py", "LiteMedSAMLogic/logic.py"])
 def test_module_code_is_camel_case(path):
     """Slicer's style inside the module: camelCase functions and arguments (not snake_case)."""
