@@ -3,6 +3,8 @@ the slow parts on a CPU), the example case is read once."""
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import SimpleITK as sitk
 import torch
@@ -37,3 +39,32 @@ def example():
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(EXAMPLE_LABEL)))
     return sitk.GetArrayFromImage(image), label, image
 
+
+
+@pytest.fixture()
+def slicer_scene():
+    """A headless MRML scene (PyPI slicer-core) with the Volumes, Segmentations and Markups
+    logics, bootstrapped as shared/notes/slicer-headless.md verified; ``slicer.mrmlScene`` and
+    ``slicer.modules`` point at it for the test's duration. Yields (slicer, scene, app, logics)."""
+    slicer = pytest.importorskip("slicer")
+    scene = slicer.vtkMRMLScene()
+    app = slicer.vtkSlicerApplicationLogic()
+    app.SetMRMLScene(scene)
+    app.GetColorLogic().SetMRMLScene(scene)
+    app.GetColorLogic().AddDefaultColorNodes()
+    logics = {}
+    for name, logic in [("Colors", app.GetColorLogic()),
+                        ("Volumes", slicer.vtkSlicerVolumesLogic()),
+                        ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic()),
+                        ("Markups", slicer.vtkSlicerMarkupsLogic())]:
+        logic.SetMRMLApplicationLogic(app)
+        logic.SetMRMLScene(scene)
+        app.SetModuleLogic(name, logic)
+        logics[name.lower()] = logic
+    previous = (getattr(slicer, "mrmlScene", None), getattr(slicer, "modules", None))
+    slicer.mrmlScene = scene
+    slicer.modules = types.SimpleNamespace(
+        **{key: types.SimpleNamespace(logic=lambda lg=lg: lg) for key, lg in logics.items()})
+    yield slicer, scene, app, logics
+    scene.Clear(1)
+    slicer.mrmlScene, slicer.modules = previous

@@ -289,21 +289,6 @@ def test_read_roi_missing_file(tmp_path):
 # --- against Slicer's own MRML classes (slicer-core) ------------------------------------------
 
 
-@pytest.fixture()
-def markups_scene():
-    """A headless MRML scene with the Markups logic (see shared/notes/slicer-headless.md)."""
-    slicer = pytest.importorskip("slicer")
-    scene = slicer.vtkMRMLScene()
-    app = slicer.vtkSlicerApplicationLogic()
-    app.SetMRMLScene(scene)
-    logic = slicer.vtkSlicerMarkupsLogic()
-    logic.SetMRMLApplicationLogic(app)
-    logic.SetMRMLScene(scene)
-    app.SetModuleLogic("Markups", logic)
-    yield slicer, scene, logic
-    scene.Clear(1)
-
-
 def _rotation(axis: str, degrees: float) -> np.ndarray:
     c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
     a, b = {"x": (1, 2), "y": (2, 0), "z": (0, 1)}[axis]
@@ -346,8 +331,8 @@ def _assert_same_corner_set(actual, expected):
 
 @pytest.mark.parametrize("system", ["RAS", "LPS"])
 @pytest.mark.parametrize("axis", ["x", "y", "z"])
-def test_read_roi_matches_slicer_geometry(markups_scene, tmp_path, system, axis):
-    slicer, scene, _ = markups_scene
+def test_read_roi_matches_slicer_geometry(slicer_scene, tmp_path, system, axis):
+    slicer, scene, _, _ = slicer_scene
     roi = _make_slicer_roi(slicer, scene, _rotation(axis, 30.0), (12.5, -40.0, 7.25),
                            (20.0, 10.0, 6.0))
     storage = roi.CreateDefaultStorageNode()
@@ -375,9 +360,10 @@ def test_read_roi_matches_slicer_geometry(markups_scene, tmp_path, system, axis)
         assert not roi.IsPointInROIWorld(list(centre + 1.02 * (corner - centre)))
 
 
-def test_read_roi_lps_edited_without_center_matches_slicer_reader(markups_scene, tmp_path):
+def test_read_roi_lps_edited_without_center_matches_slicer_reader(slicer_scene, tmp_path):
     """Slicer's default LPS file, with 'center' removed: Slicer and we use the control point."""
-    slicer, scene, logic = markups_scene
+    slicer, scene, _, logics = slicer_scene
+    logic = logics["markups"]
     roi = _make_slicer_roi(slicer, scene, _rotation("y", 30.0), (3.0, 4.0, -5.0), (8, 9, 10))
     storage = roi.CreateDefaultStorageNode()
     scene.AddNode(storage)
@@ -395,9 +381,9 @@ def test_read_roi_lps_edited_without_center_matches_slicer_reader(markups_scene,
     np.testing.assert_allclose(ours.corners_lps, _slicer_corners_lps(roi), atol=1e-9)
 
 
-def test_roi_to_voxel_box_on_oblique_image(markups_scene, tmp_path):
+def test_roi_to_voxel_box_on_oblique_image(slicer_scene, tmp_path):
     """An ROI drawn around known voxels of an oblique image gives exactly those voxels."""
-    slicer, scene, _ = markups_scene
+    slicer, scene, _, _ = slicer_scene
     image = _oblique_image()
     direction = np.array(image.GetDirection()).reshape(3, 3)
     first, last = np.array([8, 5, 3]), np.array([17, 12, 7])

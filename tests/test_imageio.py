@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import types
 
 import numpy as np
 import pytest
@@ -334,32 +333,6 @@ def test_seg_nrrd_default_colors_and_2d_reference(tmp_path):
     np.testing.assert_array_equal(got, masks[4])
     ijk_to_lps = np.asarray(segmentation["ijkToLPS"])
     np.testing.assert_allclose((ijk_to_lps @ [29, 19, 0, 1])[:3], [3 + 29 * 0.5, -4 + 19 * 0.25, 0])
-
-
-@pytest.fixture()
-def slicer_scene():
-    """A headless MRML scene with Volumes and Segmentations logic (shared/notes)."""
-    slicer = pytest.importorskip("slicer")
-    scene = slicer.vtkMRMLScene()
-    app = slicer.vtkSlicerApplicationLogic()
-    app.SetMRMLScene(scene)
-    app.GetColorLogic().SetMRMLScene(scene)
-    app.GetColorLogic().AddDefaultColorNodes()
-    logics = {}
-    for name, logic in [("Colors", app.GetColorLogic()),
-                        ("Volumes", slicer.vtkSlicerVolumesLogic()),
-                        ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic())]:
-        logic.SetMRMLApplicationLogic(app)
-        logic.SetMRMLScene(scene)
-        app.SetModuleLogic(name, logic)
-        logics[name.lower()] = logic
-    previous = (getattr(slicer, "mrmlScene", None), getattr(slicer, "modules", None))
-    slicer.mrmlScene = scene
-    slicer.modules = types.SimpleNamespace(
-        **{key: types.SimpleNamespace(logic=lambda lg=lg: lg) for key, lg in logics.items()})
-    yield slicer, scene, app, logics
-    scene.Clear(1)
-    slicer.mrmlScene, slicer.modules = previous
 
 
 def _load_in_slicer(slicer, scene, logics, reference_path, seg_path):
