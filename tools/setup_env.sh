@@ -5,8 +5,8 @@
 # Idempotent: a second run only checks what is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=""
-[ "${1:-}" = "--test" ] && extras="[test]"
+extras="[fast]"  # OpenVINO: the default exact mode, ~3x faster than eager PyTorch
+[ "${1:-}" = "--test" ] && extras="[fast,test]"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build. 2.13.0 is the CPU wheel here.

@@ -1,0 +1,116 @@
+"""Backends (LiteMedSAMLib.backends): the exact mode gives the eager masks, the fast mode stays
+close, converted models are cached and reused, and a missing backend falls back to eager."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from LiteMedSAMLib import backends
+from LiteMedSAMLib.boxes import Box3D
+from LiteMedSAMLib.metrics import dice
+from LiteMedSAMLib.predictor import VolumePredictor
+from LiteMedSAMLib.propagation import segment_volume
+
+LOBE = Box3D(14, 79, 9, 62, 130, 13)  # left temporal lobe of the example, 5 slices
+SLICE_BOXES = [(10, (14, 79, 62, 130)), (16, (22, 10, 134, 91))]  # real slices, real boxes
+
+needs_openvino = pytest.mark.skipif(not backends.openvino_available(), reason="OpenVINO not installed")
+
+
+@pytest.fixture(scope="module")
+def cache_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("converted")
+
+
+@pytest.fixture(scope="module")
+def eager(model, example):
+    p = VolumePredictor(model)
+    p.set_volume(example[0], preset="mr")
+    return p
+
+
+@pytest.fixture(scope="module")
+def exact(model, example, cache_folder):
+    p = backends.make_predictor(model, "exact", threads=2, folder=cache_folder)
+    p.set_volume(example[0], preset="mr")
+    return p
+
+
+@needs_openvino
+def test_exact_mode_gives_the_eager_embeddings_and_masks(exact, eager):
+    assert exact.mode == "exact"
+    for z, box in SLICE_BOXES:
+        torch.testing.assert_close(exact.embedding(z), eager.embedding(z), atol=1e-4, rtol=0)
+        a, b = exact.predict_slice(z, box), eager.predict_slice(z, box)
+        torch.testing.assert_close(a.low_res_logits, b.low_res_logits, atol=1e-3, rtol=0)
+        np.testing.assert_array_equal(a.mask, b.mask)
+
+
+@needs_openvino
+def test_exact_mode_3d_sweep_equals_eager(exact, eager):
+    (fast_mask,) = segment_volume(exact, [LOBE])
+    (eager_mask,) = segment_volume(eager, [LOBE])
+    np.testing.assert_array_equal(fast_mask, eager_mask)
+
+
+@needs_openvino
+def test_points_and_mask_prompts_use_the_eager_decoder(exact, eager):
+    z, box = SLICE_BOXES[0]
+    first = eager.predict_slice(z, box)
+    kwargs = dict(points=np.array([[40, 100]]), point_labels=np.array([0]), mask_input=first.low_res_logits)
+    np.testing.assert_array_equal(exact.predict_slice(z, box, **kwargs).mask,
+                                  eager.predict_slice(z, box, **kwargs).mask)
+
+
+@needs_openvino
+def test_fast_mode_stays_close_to_eager_on_real_slices(model, example, eager, cache_folder):
+    fast = backends.make_predictor(model, "fast", threads=2, folder=cache_folder)
+    fast.set_volume(example[0], preset="mr")
+    assert fast.mode == "fast"
+    for z, box in SLICE_BOXES:
+        assert dice(fast.predict_slice(z, box).mask, eager.predict_slice(z, box).mask) >= 0.98
+
+
+@needs_openvino
+def test_converted_model_is_cached_and_reused(model, exact, cache_folder):
+    from LiteMedSAMLib.backends.openvino_backend import OpenVINOEncoder
+
+    path = exact.encoder.path
+    assert path.parent == cache_folder and path.is_file() and path.with_suffix(".bin").is_file()
+    assert "79d8c9dca6db4d69" in path.name  # keyed by the weights' SHA-256
+    mtime = path.stat().st_mtime_ns
+    again = OpenVINOEncoder(model, "f32", threads=2, folder=cache_folder)
+    assert not again.converted and again.path == path and path.stat().st_mtime_ns == mtime
+
+
+def test_missing_backend_falls_back_to_eager(model, monkeypatch, caplog, tmp_path):
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        p = backends.make_predictor(model, "exact", folder=tmp_path)
+    assert p.mode == "torch" and p.encoder == model.encode
+    assert "needs OpenVINO" in caplog.text
+
+
+@needs_openvino
+def test_failed_conversion_falls_back_to_eager(model, monkeypatch, caplog, tmp_path):
+    from LiteMedSAMLib.backends import openvino_backend
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no CPU plug-in")
+
+    monkeypatch.setattr(openvino_backend, "_converted", broken)
+    with caplog.at_level(logging.WARNING):
+        p = backends.make_predictor(model, "fast", folder=tmp_path)
+    assert p.mode == "torch" and "no CPU plug-in" in caplog.text
+    assert not list(tmp_path.iterdir())
+
+
+def test_unknown_mode_is_a_clear_error(model):
+    from LiteMedSAMLib.errors import LiteMedSAMError
+
+    with pytest.raises(LiteMedSAMError, match="unknown mode"):
+        backends.make_predictor(model, "turbo")
