@@ -91,8 +91,11 @@ class Residual(nn.Module):
         return x + self.m(x)
 
 
-def _ffn(dim: int, hidden: int, out: int) -> nn.Sequential:
-    return nn.Sequential(Conv2dBN(dim, hidden, 1), nn.GELU(), Conv2dBN(hidden, out, 1, bn_weight_init=0.0))
+def _ffn(dim: int, hidden: int, out: int, residual: bool = True) -> nn.Sequential:
+    # Inside a residual the last BatchNorm starts at 0 (the block starts as the identity);
+    # without one it starts at 1, or the block would output zeros (and so the encoder).
+    return nn.Sequential(Conv2dBN(dim, hidden, 1), nn.GELU(),
+                         Conv2dBN(hidden, out, 1, bn_weight_init=0.0 if residual else 1.0))
 
 
 class RepViTBlock(nn.Module):
@@ -117,7 +120,7 @@ class RepViTBlock(nn.Module):
             if in_dim == out_dim:
                 self.channel_mixer = Residual(_ffn(in_dim, expand * in_dim, out_dim))
             else:
-                self.channel_mixer = _ffn(in_dim, expand * in_dim, out_dim)
+                self.channel_mixer = _ffn(in_dim, expand * in_dim, out_dim, residual=False)
         else:
             raise ValueError(f"RepViT block stride must be 1 or 2, got {stride}")
 
