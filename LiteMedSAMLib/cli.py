@@ -103,23 +103,25 @@ def _unique(names: Sequence[str]) -> list[str]:
 # ------------------------------------------------------------------------------ segment
 def segment_image(image, boxes, *, model_name: str | None = None, weights: str | None = None,
                   preset: str = "auto", window: tuple[float, float] | None = None,
-                  slice_index: int | None = None, progress=None, should_cancel=None):
+                  slice_index: int | None = None, progress=None, should_cancel=None,
+                  mode: str | None = None, threads: int | None = None):
     """Segment a SimpleITK image inside each :class:`~LiteMedSAMLib.boxes.Box3D`.
 
     Returns ``(masks, predictor)``: one uint8 mask per box with the image's array shape
     (``[z, y, x]``; ``[y, x]`` for a 2D image), and the predictor (for its normalised slices).
     With ``slice_index`` only that slice is segmented, with each box's x/y extent.
+    ``mode`` is a backend mode (see :mod:`LiteMedSAMLib.backends`; default ``exact``).
     """
     import SimpleITK as sitk
 
     from .imageio import check_image
-    from .predictor import VolumePredictor
+    from .backends import DEFAULT_MODE, make_predictor
     from .propagation import segment_volume, validate_boxes
     from .registry import load_model
 
     info = check_image(image)
     array = sitk.GetArrayFromImage(image)
-    predictor = VolumePredictor(load_model(model_name, weights))
+    predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
     predictor.set_volume(array, preset=preset, window=window)
     if slice_index is not None:
         predictor._check_slice(slice_index)
@@ -166,14 +168,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
     masks, predictor = segment_image(
         image, [b for _, b in named], model_name=args.model, weights=args.weights,
         preset=args.preset, window=window, slice_index=args.slice,
-        progress=ProgressBar("Segmenting", enabled=not args.quiet))
+        progress=ProgressBar("Segmenting", enabled=not args.quiet), mode=args.mode, threads=args.threads)
     elapsed = time.perf_counter() - start
     warning = write_segmentation(output, masks, image, names)
     if warning:
         log.warning(warning)
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
     print(f"Wrote {output} ({len(masks)} segment(s), {elapsed:.1f} s, "
-          f"{predictor.encoder_runs} slice(s) encoded)")
+          f"{predictor.encoder_runs} slice(s) encoded, {predictor.mode} mode)")
     for name, mask in zip(names, masks):
         print(f"  {name}: {int(mask.sum())} voxels, {mask.sum() * voxel_ml:.2f} mL")
     if args.overlay:
@@ -279,7 +281,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     segment_args = argparse.Namespace(
         image=str(EXAMPLE_IMAGE), output=str(seg_path), box=box_args, box_mm=None, roi=None,
         name=list(EXAMPLE_BOXES), model=args.model, weights=args.weights, preset=EXAMPLE_PRESET,
-        window=None, slice=None, overlay=str(png_path), quiet=args.quiet, overwrite=True)
+        window=None, slice=None, overlay=str(png_path), quiet=args.quiet, overwrite=True,
+        mode=args.mode, threads=args.threads)
     print(f"Demo: {EXAMPLE_IMAGE.name}, {len(box_args)} boxes: {', '.join(EXAMPLE_BOXES)}")
     cmd_segment(segment_args)
     print(f"Agreement with the reference label {EXAMPLE_LABEL.name}:")
@@ -287,8 +290,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                            tolerance=2.0, json=False))
 
 
+# ------------------------------------------------------------------------------ benchmark
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """Time the official 3D algorithm and each mode on the benchmark cases; JSON + PNG."""
+    from .benchmark import markdown_table, run_benchmark
+
+    report = run_benchmark(Path(args.output), quick=args.quick, threads=args.threads,
+                           modes=args.modes, cases=args.cases)
+    print()
+    print(markdown_table(report))
+    return 0
+
+
 # ------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
+    from .backends import MODES
     from .preprocessing import PRESET_HELP, PRESETS
 
     parser = argparse.ArgumentParser(prog="litemedsam", description=__doc__.split("\n")[0],
@@ -301,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", default=None, help="explicit weights file for the model")
         p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--mode", default=None, choices=list(MODES),
+                       help="inference backend: exact (OpenVINO float32, official masks; default), "
+                            "fast (OpenVINO bfloat16, small mask differences), torch (eager PyTorch)")
 
     seg = sub.add_parser("segment", help="segment an image inside boxes",
                          description="Segment IMAGE (nrrd, nii.gz, mha, ... or a DICOM series folder) "
@@ -338,6 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="output", help="folder for demo.seg.nrrd and demo_overlay.png")
     model_options(demo)
     demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("benchmark", help="time our modes against the official 3D algorithm",
+                           description="Run the official LiteMedSAM 3D sweep and each mode on real volumes "
+                                       "(one child process each); write JSON and a PNG plot.")
+    bench.add_argument("-o", "--output", default="docs/benchmark.json", help="JSON path; the plot goes beside it")
+    bench.add_argument("--quick", action="store_true", help="10 slices instead of 50 in the 512x512 case")
+    bench.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    bench.add_argument("--modes", nargs="+", default=None, choices=list(MODES), help="modes to run (default all)")
+    bench.add_argument("--cases", nargs="+", default=None, help="cases to run (default all)")
+    bench.set_defaults(func=cmd_benchmark)
     return parser
 
 

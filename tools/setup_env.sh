@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv/ in the repository and install everything the project needs, on a fresh machine.
-#   tools/setup_env.sh          library, command line and the official LiteMedSAM weights
+#   tools/setup_env.sh          library, command line, OpenVINO backend and the official LiteMedSAM weights
 #   tools/setup_env.sh --test   the same plus the test dependencies (pytest, slicer-core, ...)
 # Idempotent: a second run only checks what is installed.
 set -euo pipefail
