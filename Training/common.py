@@ -10,8 +10,11 @@ manifest architecture without the inference-only transforms (``reparameterized``
 
 from __future__ import annotations
 
+import argparse
 import copy
 import csv
+import sys
+from collections.abc import Callable
 import json
 import os
 import time
@@ -182,3 +185,29 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def stage_parser(prog: str, description: str, resume_help: str) -> argparse.ArgumentParser:
+    """The options every training command shares: --config, --data, --output, --device, --resume."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--data", required=True, help="folder of prepared slices (Training.prepare)")
+    p.add_argument("--output", help="override the config's output folder")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--resume", action="store_true", help=resume_help)
+    return p
+
+
+def run_stage(args: argparse.Namespace, body: Callable[[dict[str, Any], Runtime], object]) -> int:
+    """Set up the (possibly distributed) runtime, load the config, run ``body(cfg, runtime)``;
+    a data or config problem is printed as one line and exits with 2."""
+    rt = setup_runtime(args.device)
+    try:
+        body(load_config(args.config, {"output": args.output} if args.output else None), rt)
+    except LiteMedSAMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        cleanup_runtime(rt)
+    return 0

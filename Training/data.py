@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from LiteMedSAMLib.preprocessing import (MODEL_INPUT_SIZE, intensity_mapping, pad_to_square,
+from LiteMedSAMLib.preprocessing import (intensity_mapping, pad_to_square,
                                          prepare_slice, resized_shape)
 
 from .common import DataError

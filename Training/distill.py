@@ -13,7 +13,6 @@ channels of an encoder with skip features (Swin-LiteMedSAM) are distilled.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,11 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.modeling import build_lite_medsam
 
-from .common import (Runtime, cleanup_runtime, load_config, seed_everything, setup_runtime,
-                     training_architecture)
+from .common import Runtime, run_stage, seed_everything, stage_parser, training_architecture
 from .data import list_slices, load_slice, model_input
 from .loop import train
 
@@ -104,24 +101,9 @@ def run_distill(cfg: dict, data: str | Path, rt: Runtime, resume: bool = False) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m Training.distill", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
-    p.add_argument("--data", required=True, help="folder of prepared slices (Training.prepare)")
-    p.add_argument("--output", help="override the config's output folder")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--resume", action="store_true", help="continue from <output>/distill/last.pth")
+    p = stage_parser("python -m Training.distill", __doc__, "continue from <output>/distill/last.pth")
     args = p.parse_args(argv)
-    rt = setup_runtime(args.device)
-    try:
-        cfg = load_config(args.config, {"output": args.output} if args.output else None)
-        run_distill(cfg, args.data, rt, args.resume)
-    except LiteMedSAMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        cleanup_runtime(rt)
-    return 0
+    return run_stage(args, lambda cfg, rt: run_distill(cfg, args.data, rt, args.resume))
 
 
 if __name__ == "__main__":

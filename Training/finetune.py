@@ -13,7 +13,6 @@ also gets random scribbles as mask prompts.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 from pathlib import Path
@@ -22,11 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.modeling import build_lite_medsam
 
-from .common import (Runtime, cleanup_runtime, load_config, seed_everything, setup_runtime,
-                     training_architecture)
+from .common import Runtime, run_stage, seed_everything, stage_parser, training_architecture
 from .data import SliceDataset
 from .loop import train
 
@@ -151,25 +148,10 @@ def run_finetune(cfg: dict, data: str | Path, rt: Runtime, init: str | Path | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m Training.finetune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
-    p.add_argument("--data", required=True, help="folder of prepared slices (Training.prepare)")
+    p = stage_parser("python -m Training.finetune", __doc__, "continue from <output>/finetune/last.pth")
     p.add_argument("--init", help="student to start from (default <output>/distill/student.pth)")
-    p.add_argument("--output", help="override the config's output folder")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--resume", action="store_true", help="continue from <output>/finetune/last.pth")
     args = p.parse_args(argv)
-    rt = setup_runtime(args.device)
-    try:
-        cfg = load_config(args.config, {"output": args.output} if args.output else None)
-        run_finetune(cfg, args.data, rt, args.init, args.resume)
-    except LiteMedSAMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        cleanup_runtime(rt)
-    return 0
+    return run_stage(args, lambda cfg, rt: run_finetune(cfg, args.data, rt, args.init, args.resume))
 
 
 if __name__ == "__main__":

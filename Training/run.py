@@ -7,42 +7,28 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from LiteMedSAMLib.errors import LiteMedSAMError
-
-from .common import cleanup_runtime, load_config, setup_runtime
+from .common import run_stage, stage_parser
 from .distill import run_distill
 from .export import export
 from .finetune import run_finetune
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m Training.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
-    p.add_argument("--data", required=True, help="folder of prepared slices (Training.prepare)")
-    p.add_argument("--output", help="override the config's output folder")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--resume", action="store_true", help="continue each stage from its last checkpoint")
+    p = stage_parser("python -m Training.run", __doc__, "continue each stage from its last checkpoint")
     p.add_argument("--skip-distill", action="store_true", help="stage 2 from the existing student")
     args = p.parse_args(argv)
-    rt = setup_runtime(args.device)
-    try:
-        cfg = load_config(args.config, {"output": args.output} if args.output else None)
+
+    def all_stages(cfg: dict, rt) -> None:
         if not args.skip_distill and cfg.get("distill", {}).get("enabled", True):
             run_distill(cfg, args.data, rt, args.resume)
         weights = run_finetune(cfg, args.data, rt, resume=args.resume)
         if rt.is_main:
             export(cfg, weights, Path(cfg["output"]) / "export")
-    except LiteMedSAMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        cleanup_runtime(rt)
-    return 0
+
+    return run_stage(args, all_stages)
 
 
 if __name__ == "__main__":

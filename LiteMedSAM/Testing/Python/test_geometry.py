@@ -51,7 +51,6 @@ def test_loaded_volume_keeps_file_geometry(volume):
 
 def test_grid_aligned_roi_maps_to_its_voxel_box(volume):
     node, image = volume
-    shape = slicer.util.arrayFromVolume(node).shape
     box = (3, 2, 1, 12, 6, 7)  # inside every test volume (the smallest axis has 10 voxels)
     roi = createRoiFromVoxelBox(node, box, "Box 1")
     job = LiteMedSAMLogic().prepareJob(node, [roi], preset="mr")

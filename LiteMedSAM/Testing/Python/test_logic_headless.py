@@ -139,7 +139,7 @@ def test_segmentation_has_the_source_geometry_and_survives_seg_nrrd(oblique):
 
 def test_rerun_replaces_only_that_box_reuses_embeddings_and_undoes(oblique):
     logic, volume, segmentationNode = oblique["logic"], oblique["volume"], oblique["segmentation"]
-    left, right = oblique["rois"]["Left ventricle"], oblique["rois"]["Right ventricle"]
+    right = oblique["rois"]["Right ventricle"]
     leftBefore = segmentArray(segmentationNode, "Left ventricle", volume)
     rightBefore = segmentArray(segmentationNode, "Right ventricle", volume)
     predictor = logic._predictors[next(reversed(logic._predictors))]
