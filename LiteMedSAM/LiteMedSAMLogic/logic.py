@@ -326,13 +326,14 @@ class LiteMedSAMLogic(_LogicBase):
 
     def _predictorFor(self, job: SegmentationJob):
         """The cached predictor of this volume, model, preset and slicing axis, or a new one."""
-        from LiteMedSAMLib.predictor import VolumePredictor
+        from LiteMedSAMLib.backends import make_predictor
 
         key = (job.volumeKey, job.modelName, job.preset, job.axis)
         if key in self._predictors:
             self._predictors.move_to_end(key)
             return self._predictors[key]
-        predictor = VolumePredictor(self._loadModel(job.modelName))
+        # the default (exact) mode: OpenVINO when installed, same masks as PyTorch, else eager PyTorch
+        predictor = make_predictor(self._loadModel(job.modelName))
         predictor.set_volume(geometry.permuteArray(job.volumeArray, job.permutation), preset=job.preset)
         self._predictors[key] = predictor
         while len(self._predictors) > self.maximumCachedVolumes:
