@@ -124,7 +124,7 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
     predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
     predictor.set_volume(array, preset=preset, window=window)
     if slice_index is not None:
-        predictor._check_slice(slice_index)
+        predictor.check_slice(slice_index)
         boxes = validate_boxes(boxes, predictor.shape)
         for i, box in enumerate(boxes, start=1):
             if not box.z0 <= slice_index <= box.z1:

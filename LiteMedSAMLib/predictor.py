@@ -119,10 +119,11 @@ class VolumePredictor:
 
     def slice_uint8(self, z: int) -> np.ndarray:
         """The intensity-normalised slice ``z`` (``[y, x]`` or ``[y, x, 3]`` uint8)."""
-        self._check_slice(z)
+        self.check_slice(z)
         return self.mapping.apply(self._volume[z])
 
-    def _check_slice(self, z: int) -> None:
+    def check_slice(self, z: int) -> None:
+        """Raise a clear error unless ``z`` is a slice index of the current volume."""
         nz = self.shape[0]
         if not isinstance(z, (int, np.integer)) or not 0 <= z < nz:
             raise LiteMedSAMError(f"slice index {z} is out of range: the image has {nz} slices (0..{nz - 1})")
@@ -130,7 +131,7 @@ class VolumePredictor:
     # ----------------------------------------------------------------------------- encoder
     def embedding(self, z: int) -> torch.Tensor:
         """Image embedding ``(1, 256, 64, 64)`` of slice ``z``, from the cache when possible."""
-        self._check_slice(z)
+        self.check_slice(z)
         z = int(z)
         if z in self._cache:
             self._cache.move_to_end(z)
