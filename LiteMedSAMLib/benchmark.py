@@ -116,6 +116,14 @@ class _TimedModel:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB. Linux: ``VmHWM``, which starts afresh at
+    exec (``ru_maxrss`` would keep the forking parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     scale = 1024 if sys.platform != "darwin" else 1  # ru_maxrss is KiB on Linux, bytes on macOS
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
@@ -299,6 +307,7 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
                 result["description"] = description
                 runs.append(result)
                 echo(format_row(result))
+    machine["load_average_at_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     report = {"command": "litemedsam benchmark" + (" --quick" if quick else ""), "quick": quick,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine, "runs": runs}
     output.parent.mkdir(parents=True, exist_ok=True)
