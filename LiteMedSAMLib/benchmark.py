@@ -363,7 +363,7 @@ def plot(report: dict, path: Path) -> None:
                     f"{r['speedup']:.1f}x\nDSC {r['dsc_vs_reference']:.3f}", ha="center", va="bottom", fontsize=8)
         floor = report["machine"]["fp32_floor_s_per_slice"]
         ax.axhline(floor, color="k", ls="--", lw=0.8)
-        ax.text(len(rows) - 0.5, floor, "fp32 matmul floor (encoder)", ha="right", va="bottom", fontsize=7)
+        ax.text(-0.45, floor, "fp32 matmul floor (encoder)", ha="left", va="top", fontsize=7)
         ax.set_title(f"{case}\n({rows[0]['slices']} box slices)", fontsize=9)
         ax.set_ylabel("seconds per box slice (3D sweep)")
         ax.set_ylim(0, max(values) * 1.3)
