@@ -5,6 +5,7 @@ Examples::
     litemedsam segment ct.nii.gz --box 120 90 40 210 180 75 --name liver -o liver.seg.nrrd
     litemedsam segment dicom_folder/ --roi tumor.mrk.json --preset ct -o tumor.nii.gz
     litemedsam evaluate liver.seg.nrrd liver_truth.nii.gz --json
+    litemedsam evaluate-clicks ct.nii.gz organs.nii.gz --clicks 5 --json
     litemedsam models
     litemedsam demo -o output/
 """
@@ -255,6 +256,87 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ evaluate-clicks
+def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks: int = 5,
+                          labels: Sequence[int] | None = None, model_name: str | None = None,
+                          weights: str | None = None, preset: str = "auto",
+                          window: tuple[float, float] | None = None, mode: str | None = None,
+                          threads: int | None = None, tolerance_mm: float = 2.0,
+                          correction: str = "edit", mask_prompt: bool = True,
+                          on_step=None) -> dict:
+    """The simulated-click protocol (:mod:`LiteMedSAMLib.clicks`) for each label of ``gt_path``.
+
+    Returns a JSON-ready dict: per label the steps (after the box, then each click) with DSC,
+    NSD, the click and how many slices changed; ``mean`` holds the mean DSC and NSD per step
+    over labels (a label that became perfect early keeps its last scores).
+    """
+    import SimpleITK as sitk
+
+    from .backends import DEFAULT_MODE, make_predictor
+    from .clicks import evaluate_clicks
+    from .imageio import check_image, read_image
+    from .registry import load_model
+
+    image = read_image(image_path)
+    info = check_image(image)
+    if info.dimension != 3:
+        raise LiteMedSAMError(f"evaluate-clicks needs a 3D image; {image_path} is {info.dimension}D")
+    gt, spacing = read_label_volume(gt_path)
+    array = sitk.GetArrayFromImage(image)
+    if gt.shape != array.shape[:3]:
+        raise LiteMedSAMError(f"the label {gt_path} {gt.shape} and the image {array.shape[:3]} (z, y, x) "
+                              "are not on the same voxel grid")
+    present = [int(v) for v in np.unique(gt) if v != 0]
+    if not present:
+        raise LiteMedSAMError(f"the label file {gt_path} has no labelled voxels")
+    if labels:
+        missing = sorted(set(labels) - set(present))
+        if missing:
+            raise LiteMedSAMError(f"label(s) {missing} not in {gt_path}; it has {present}")
+        present = [int(v) for v in labels]
+    predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
+    predictor.set_volume(array, preset=preset, window=window)
+    results = {}
+    for label in present:
+        steps = evaluate_clicks(predictor, gt == label, clicks, spacing, tolerance_mm,
+                                correction=correction, mask_prompt=mask_prompt,
+                                on_step=None if on_step is None else (lambda s, lab=label: on_step(lab, s)))
+        results[str(label)] = [step.as_dict() for step in steps]
+    n = clicks + 1
+    padded = {key: [[r[min(i, len(r) - 1)][key] for i in range(n)] for r in results.values()]
+              for key in ("dsc", "nsd")}
+    return {"image": str(image_path), "ground_truth": str(gt_path), "clicks": clicks,
+            "correction": correction, "mask_prompt": mask_prompt, "tolerance_mm": tolerance_mm,
+            "mode": predictor.mode, "labels": results,
+            "mean": {key: [float(np.mean(col)) for col in zip(*rows)] for key, rows in padded.items()}}
+
+
+def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
+    def show(label: int, step) -> None:
+        if not args.quiet and not args.json:
+            what = "box" if step.click is None else (
+                f"{'+' if step.click.positive else '-'} click at z={step.click.z} y={step.click.y} x={step.click.x}")
+            print(f"label {label}: {what}: DSC {step.dsc:.4f} NSD {step.nsd:.4f} "
+                  f"({step.changed_slices} slices changed)", file=sys.stderr)
+
+    report = evaluate_clicks_files(args.image, args.ground_truth, clicks=args.clicks, labels=args.label,
+                                   model_name=args.model, weights=args.weights, preset=args.preset,
+                                   window=args.window, mode=args.mode, threads=args.threads,
+                                   tolerance_mm=args.tolerance, correction=args.correction,
+                                   mask_prompt=not args.no_mask_prompt, on_step=show)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    steps = ["box"] + [f"+{i}" for i in range(1, args.clicks + 1)]
+    for key, name in (("dsc", "DSC"), ("nsd", f"NSD@{args.tolerance:g}mm")):
+        print(f"{name:<12}" + "".join(f"{s:>8}" for s in steps))
+        for label, rows in report["labels"].items():
+            values = [rows[min(i, len(rows) - 1)][key] for i in range(len(steps))]
+            print(f"{'label ' + label:<12}" + "".join(f"{v:8.4f}" for v in values))
+        print(f"{'mean':<12}" + "".join(f"{v:8.4f}" for v in report["mean"][key]))
+    return 0
+
+
 # ------------------------------------------------------------------------------ models
 def cmd_models(args: argparse.Namespace) -> int:
     from .registry import describe_models
@@ -348,6 +430,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
+
+    clk = sub.add_parser("evaluate-clicks", help="box, then simulated correction clicks: DSC/NSD after each",
+                         description="The CVPR 2025 interactive protocol: for each label of GROUND_TRUTH, a box "
+                                     "from its bounding box, then clicks at the centre of the largest error "
+                                     "region, each followed by refinement; prints DSC and NSD after each step.")
+    clk.add_argument("image")
+    clk.add_argument("ground_truth", help="label volume (labelmap or .seg.nrrd) on the image's voxel grid")
+    clk.add_argument("--clicks", type=int, default=5, help="clicks after the box (default 5)")
+    clk.add_argument("--label", type=int, nargs="+", default=None, help="labels to evaluate (default all)")
+    clk.add_argument("--preset", default="auto", choices=PRESETS, help=PRESET_HELP)
+    clk.add_argument("--window", nargs=2, type=float, metavar=("WIDTH", "LEVEL"), help="custom CT window")
+    clk.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
+    clk.add_argument("--correction", default="edit", choices=["edit", "replace"],
+                     help="edit: each click edits the mask near it (default); replace: SAM-style re-prompt")
+    clk.add_argument("--no-mask-prompt", action="store_true", help="do not feed the box result's logits back")
+    clk.add_argument("--json", action="store_true")
+    model_options(clk)
+    clk.set_defaults(func=cmd_evaluate_clicks)
 
     models = sub.add_parser("models", help="list registered models and installed weights")
     models.add_argument("--json", action="store_true")

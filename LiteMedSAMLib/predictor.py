@@ -148,11 +148,9 @@ class VolumePredictor:
         return int(z) in self._cache
 
     # ----------------------------------------------------------------------------- decoder
-    def predict_model_box(self, z: int, box_model: np.ndarray,
-                          points_model: np.ndarray | None = None,
-                          point_labels: np.ndarray | None = None,
-                          mask_input: torch.Tensor | None = None) -> SlicePrediction:
-        """Prompt slice ``z`` with a box already in model (256) coordinates."""
+    def _decode(self, z: int, box_model: np.ndarray | None, points_model: np.ndarray | None,
+                point_labels: np.ndarray | None, mask_input: torch.Tensor | None,
+                multimask: bool) -> list[SlicePrediction]:
         emb = self.embedding(z)
         h, w = self.shape[1:]
         boxes = None
@@ -164,8 +162,32 @@ class VolumePredictor:
             coords = torch.as_tensor(np.asarray(points_model)[None], dtype=torch.float, device=self.device)
             labels = torch.as_tensor(np.asarray(point_labels)[None], dtype=torch.int, device=self.device)
             points = (coords, labels)
-        logits, iou = self.decoder(emb, boxes=boxes, points=points, mask_input=mask_input)
-        return SlicePrediction(logits_to_mask(logits, (h, w)), float(iou.squeeze()), logits)
+        if multimask:
+            logits, iou = self.decoder(emb, boxes=boxes, points=points, mask_input=mask_input,
+                                       multimask_output=True)
+        else:
+            logits, iou = self.decoder(emb, boxes=boxes, points=points, mask_input=mask_input)
+        return [SlicePrediction(logits_to_mask(logits[:, i:i + 1], (h, w)), float(iou[0, i]),
+                                logits[:, i:i + 1]) for i in range(logits.shape[1])]
+
+    def predict_model_box(self, z: int, box_model: np.ndarray | None,
+                          points_model: np.ndarray | None = None,
+                          point_labels: np.ndarray | None = None,
+                          mask_input: torch.Tensor | None = None) -> SlicePrediction:
+        """Prompt slice ``z`` with a box already in model (256) coordinates; the decoder's
+        single-mask output, which LiteMedSAM is trained and used with."""
+        return self._decode(z, box_model, points_model, point_labels, mask_input, multimask=False)[0]
+
+    def predict_multimask(self, z: int, box_model: np.ndarray | None,
+                          points_model: np.ndarray | None = None,
+                          point_labels: np.ndarray | None = None,
+                          mask_input: torch.Tensor | None = None) -> list[SlicePrediction]:
+        """Like :meth:`predict_model_box`, but SAM's three multimask outputs (one decoder run).
+
+        They were not fine-tuned for boxes, yet follow point prompts far better than the
+        single output (see :mod:`~LiteMedSAMLib.refinement`).
+        """
+        return self._decode(z, box_model, points_model, point_labels, mask_input, multimask=True)
 
     def predict_slice(self, z: int, box: tuple[float, float, float, float] | None,
                       points: np.ndarray | None = None, point_labels: np.ndarray | None = None,

@@ -149,8 +149,10 @@ class OpenVINODecoder:
         self(torch.zeros(1, 256, size, size), torch.tensor([[[10.0, 10.0, 100.0, 100.0]]]))  # warm-up
 
     def __call__(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None, points=None,
-                 mask_input: torch.Tensor | None = None):
-        if points is not None or mask_input is not None or boxes is None or boxes.numel() != 4:
-            return self.model.decode(embedding, boxes=boxes, points=points, mask_input=mask_input)
+                 mask_input: torch.Tensor | None = None, multimask_output: bool = False):
+        if (points is not None or mask_input is not None or boxes is None or boxes.numel() != 4
+                or multimask_output):
+            return self.model.decode(embedding, boxes=boxes, points=points, mask_input=mask_input,
+                                     multimask_output=multimask_output)
         result = self.request.infer({0: embedding.numpy(), 1: boxes.reshape(1, 1, 4).float().numpy()})
         return torch.from_numpy(result[0].copy()), torch.from_numpy(result[1].copy())

@@ -67,7 +67,8 @@ class LiteMedSAM(nn.Module):
 
     def forward_decoder(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None,
                         points: tuple[torch.Tensor, torch.Tensor] | None = None,
-                        mask_input: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        mask_input: torch.Tensor | None = None,
+                        multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`decode` with gradients (training)."""
         if boxes is not None and boxes.ndim == 2:
             boxes = boxes[:, None, :]
@@ -81,12 +82,13 @@ class LiteMedSAM(nn.Module):
                                  image_pe=self.prompt_encoder.get_dense_pe(),
                                  sparse_prompt_embeddings=sparse,
                                  dense_prompt_embeddings=dense,
-                                 multimask_output=False, **kwargs)
+                                 multimask_output=multimask_output, **kwargs)
 
     @torch.no_grad()
     def decode(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None,
                points: tuple[torch.Tensor, torch.Tensor] | None = None,
-               mask_input: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               mask_input: torch.Tensor | None = None,
+               multimask_output: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict one mask per prompt on one image embedding.
 
         Args:
@@ -95,10 +97,14 @@ class LiteMedSAM(nn.Module):
             points: coordinates ``(B, N, 2)`` in model input pixels and labels ``(B, N)``
                 (1 foreground, 0 background).
             mask_input: ``(B, 1, 4h, 4w)`` low-resolution logits of an earlier prediction.
+            multimask_output: return SAM's three multimask outputs instead of the single
+                output that LiteMedSAM was trained on (box prompts); the first of them
+                follows point prompts far better (see ``refinement``).
         Returns:
-            low-resolution mask logits ``(B, 1, S, S)`` and predicted IoU ``(B, 1)``.
+            low-resolution mask logits ``(B, M, S, S)`` and predicted IoU ``(B, M)``, ``M`` 1
+            or 3.
         """
-        return self.forward_decoder(embedding, boxes, points, mask_input)
+        return self.forward_decoder(embedding, boxes, points, mask_input, multimask_output)
 
 
 def box_points(boxes: torch.Tensor, n: int = 4) -> torch.Tensor:

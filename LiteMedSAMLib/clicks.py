@@ -1,0 +1,123 @@
+"""Simulated clicks: the interactive-segmentation protocol of the CVPR 2025 follow-up challenge.
+
+"Foundation Models for Interactive 3D Biomedical Image Segmentation" (CVPR 2025) scores a
+model by prompting it with the bounding box of the reference label, then with up to five
+clicks, each placed at the centre of the largest error region of the current result: the
+largest 3D connected component of the voxels where prediction and reference disagree; its
+centre is the voxel farthest (Euclidean distance transform, in millimetres) from the
+component's border. A missed voxel gives a positive click, a wrong one a negative click.
+DSC and NSD are recorded after the box and after each click.
+
+:func:`evaluate_clicks` runs that protocol on one label with a :class:`RefinementSession`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .boxes import Box3D
+from .errors import LiteMedSAMError
+from .metrics import dice, normalized_surface_dice
+from .predictor import VolumePredictor
+from .refinement import RefinementSession
+
+
+@dataclass(frozen=True)
+class Click:
+    """A simulated click at voxel ``(z, y, x)``; ``positive`` when it marks missed object."""
+
+    z: int
+    y: int
+    x: int
+    positive: bool
+
+
+def next_click(pred: np.ndarray, gt: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> Click | None:
+    """The click at the centre of the largest error region of ``pred`` against ``gt``.
+
+    Returns ``None`` when they agree everywhere. Components are 26-connected (as the
+    challenge's ``cc3d`` default); the centre is the argmax of the Euclidean distance
+    transform (with ``spacing_zyx``) of the component inside its padded bounding box, so a
+    click never falls outside the component even for a C-shaped one.
+    """
+    pred, gt = np.asarray(pred) > 0, np.asarray(gt) > 0
+    if pred.shape != gt.shape:
+        raise LiteMedSAMError(f"prediction {pred.shape} and reference {gt.shape} differ in shape")
+    error = pred ^ gt
+    if not error.any():
+        return None
+    labels, _ = ndimage.label(error, structure=np.ones((3,) * error.ndim, dtype=bool))
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    largest = int(np.argmax(sizes))
+    bbox = ndimage.find_objects((labels == largest).astype(np.uint8))[0]
+    lo = [max(0, s.start - 1) for s in bbox]
+    hi = [min(n, s.stop + 1) for s, n in zip(bbox, labels.shape)]
+    window = tuple(slice(a, b) for a, b in zip(lo, hi))
+    component = np.pad(labels[window] == largest, 1)  # the border of the image is a border too
+    distance = ndimage.distance_transform_edt(component, sampling=tuple(float(s) for s in spacing_zyx))
+    z, y, x = (int(i) - 1 + a for i, a in zip(np.unravel_index(np.argmax(distance), distance.shape), lo))
+    return Click(z, y, x, bool(gt[z, y, x]))
+
+
+@dataclass
+class ClickStep:
+    """Scores after the box (``click is None``) or after one click."""
+
+    click: Click | None
+    dsc: float
+    nsd: float
+    changed_slices: int
+
+    def as_dict(self) -> dict:
+        click = None if self.click is None else {"z": self.click.z, "y": self.click.y, "x": self.click.x,
+                                                 "positive": self.click.positive}
+        return {"click": click, "dsc": self.dsc, "nsd": self.nsd, "changed_slices": self.changed_slices}
+
+
+def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
+                    spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0), tolerance_mm: float = 2.0,
+                    correction: str = "edit", mask_prompt: bool = True,
+                    on_step: Callable[[ClickStep], None] | None = None) -> list[ClickStep]:
+    """Box from ``gt``'s bounding box, then up to ``clicks`` simulated clicks.
+
+    Args:
+        predictor: a predictor with the image set (``[z, y, x]``, same shape as ``gt``).
+        gt: the reference mask of one object (non-zero inside).
+        clicks: how many clicks after the box (the protocol stops early when nothing is wrong).
+        spacing_zyx: voxel size in mm, for click centres and NSD.
+        tolerance_mm: NSD tolerance.
+        correction, mask_prompt: see :class:`RefinementSession`.
+        on_step: called with each :class:`ClickStep` as it is scored.
+    Returns:
+        ``1 + n`` steps: after the box, then after each click given.
+    """
+    gt = np.asarray(gt) > 0
+    if gt.shape != predictor.shape:
+        raise LiteMedSAMError(f"the reference label {gt.shape} and the image {predictor.shape} differ in shape")
+    if clicks < 0:
+        raise LiteMedSAMError(f"the number of clicks must be 0 or more, got {clicks}")
+    session = RefinementSession(predictor, Box3D.from_mask(gt), correction=correction,
+                                mask_prompt=mask_prompt)
+    session.run()
+    steps: list[ClickStep] = []
+
+    def score(click: Click | None, changed: int) -> None:
+        step = ClickStep(click, dice(session.mask, gt),
+                         normalized_surface_dice(session.mask, gt, spacing_zyx, tolerance_mm), changed)
+        steps.append(step)
+        if on_step is not None:
+            on_step(step)
+
+    score(None, len(session.box.z_range))
+    for _ in range(clicks):
+        click = next_click(session.mask, gt, spacing_zyx)
+        if click is None:
+            break
+        changed = session.add_point(click.z, click.x, click.y, click.positive)
+        score(click, len(changed))
+    return steps

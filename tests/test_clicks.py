@@ -1,0 +1,81 @@
+"""The simulated-click protocol: click placement on known geometry, and the command line on the
+real example (the README's refinement table comes from the same code)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from LiteMedSAMLib.cli import main
+from LiteMedSAMLib.clicks import Click, next_click
+from LiteMedSAMLib.errors import LiteMedSAMError
+
+
+def test_click_at_centre_of_largest_error_region():
+    gt = np.zeros((15, 40, 40), bool)
+    gt[1:14, 5:35, 5:35] = True
+    pred = gt.copy()
+    pred[2:13, 10:21, 10:21] = False       # an 11-voxel cube missed: the largest error
+    pred[7, 30:33, 30:33] = False          # a small miss
+    click = next_click(pred, gt)
+    assert click == Click(7, 15, 15, True)
+    pred = gt.copy()
+    pred[1:14, 5:35, 35:40] = True         # wrong voxels outside: a negative click
+    click = next_click(pred, gt)
+    assert not click.positive and click.x == 37  # mid-slab (ties in y and z: first voxel)
+    assert next_click(gt, gt) is None
+
+
+def test_click_centre_uses_the_spacing():
+    gt = np.zeros((7, 30, 30), bool)
+    pred = gt.copy()
+    pred[1:6, 4:25, 4:25] = True           # 5 slices of 21 x 21 voxels, all wrong
+    # In voxels the region is thinnest in z, so many voxels tie; with 5 mm slices it is
+    # thickest in z and the centre is unique.
+    assert next_click(pred, gt, spacing_zyx=(5.0, 1.0, 1.0)) == Click(3, 14, 14, False)
+
+
+def test_click_shape_mismatch():
+    with pytest.raises(LiteMedSAMError, match="differ in shape"):
+        next_click(np.zeros((2, 3, 3)), np.zeros((2, 3, 4)))
+
+
+@pytest.fixture(scope="module")
+def small_case(tmp_path_factory, example):
+    """Slices 8..12 of the example and its right temporal lobe, as files."""
+    image, label, itk = example
+    folder = tmp_path_factory.mktemp("clicks")
+    crop = sitk.GetImageFromArray(image[8:13])
+    crop.SetSpacing(itk.GetSpacing())
+    lab = sitk.GetImageFromArray((label[8:13] == 2).astype(np.uint8) * 2)
+    lab.CopyInformation(crop)
+    sitk.WriteImage(crop, str(folder / "image.nii.gz"))
+    sitk.WriteImage(lab, str(folder / "label.nii.gz"))
+    return folder / "image.nii.gz", folder / "label.nii.gz"
+
+
+def test_evaluate_clicks_command(small_case, capsys):
+    image, label = small_case
+    assert main(["evaluate-clicks", str(image), str(label), "--clicks", "2", "--preset", "mr",
+                 "--mode", "torch", "--json", "-q"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    steps = report["labels"]["2"]
+    assert [s["click"] is None for s in steps] == [True, False, False]
+    dsc = [s["dsc"] for s in steps]
+    assert dsc[2] >= dsc[1] >= dsc[0] and dsc[2] > dsc[0] + 0.02  # clicks help on this case
+    assert report["mean"]["dsc"] == pytest.approx(dsc)
+    assert all(0.0 <= s["nsd"] <= 1.0 for s in steps)
+    assert steps[1]["click"]["positive"] and steps[1]["changed_slices"] >= 1
+
+
+def test_evaluate_clicks_errors(small_case, tmp_path, capsys):
+    image, label = small_case
+    assert main(["evaluate-clicks", str(image), str(label), "--label", "7", "--mode", "torch"]) == 2
+    assert "label(s) [7] not in" in capsys.readouterr().err
+    other = sitk.Image(10, 10, 3, sitk.sitkUInt8)
+    sitk.WriteImage(other, str(tmp_path / "other.nii.gz"))
+    assert main(["evaluate-clicks", str(image), str(tmp_path / "other.nii.gz"), "--mode", "torch"]) == 2
+    assert "not on the same voxel grid" in capsys.readouterr().err

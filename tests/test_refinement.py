@@ -1,0 +1,186 @@
+"""Interactive refinement on the real example MR: propagation parity, local edits, re-propagation
+from the corrected slice, anchors and locks, undo, and clear errors.
+
+The volume is the example's slices 8..14 (7 slices, encoded once for the module, eager model).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from LiteMedSAMLib.boxes import Box3D
+from LiteMedSAMLib.clicks import next_click
+from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.metrics import dice
+from LiteMedSAMLib.predictor import VolumePredictor
+from LiteMedSAMLib.propagation import propagate_box
+from LiteMedSAMLib.refinement import (
+    Prompt,
+    RefinementSession,
+    components_touching,
+    sample_along,
+    scribble_pixels,
+)
+
+Z0, Z1 = 8, 14
+
+
+@pytest.fixture(scope="module")
+def case(model, example):
+    image, label, _ = example
+    predictor = VolumePredictor(model)
+    predictor.set_volume(image[Z0:Z1 + 1], "mr")
+    gt = label[Z0:Z1 + 1] == 2  # right temporal lobe: the model under-segments it
+    return predictor, gt, Box3D.from_mask(gt)
+
+
+@pytest.fixture()
+def session(case):
+    predictor, _, box = case
+    s = RefinementSession(predictor, box)
+    s.run()
+    return s
+
+
+def test_run_is_the_official_propagation(case, session):
+    predictor, _, box = case
+    assert np.array_equal(session.mask, propagate_box(predictor, box))
+    assert session.mid == 11 - Z0
+
+
+def test_positive_click_adds_near_it_and_nothing_elsewhere(case, session):
+    predictor, gt, _ = case
+    z = session.mid
+    before = session.mask.copy()
+    runs = predictor.encoder_runs
+    click = next_click(before[z][None], gt[z][None])
+    assert click.positive  # the model misses part of the lobe
+    changed = session.add_point(z, click.x, click.y, positive=True)
+    after = session.mask[z]
+    assert z in changed and after[click.y, click.x] == 1
+    assert np.all(after >= before[z])  # a positive edit only adds
+    assert dice(after, gt[z]) > dice(before[z], gt[z]) + 0.02
+    assert predictor.encoder_runs == runs  # re-prompting reuses the cached embeddings
+    # Slices that did not change are untouched bitwise; the changed ones are contiguous
+    # from the corrected slice (propagation outward).
+    for k in range(len(gt)):
+        if k not in changed:
+            assert np.array_equal(session.mask[k], before[k])
+    assert changed == list(range(min(changed), max(changed) + 1))
+
+
+def test_negative_click_removes_only_near_it(session):
+    z = session.mid
+    before = session.mask[z].copy()
+    # A reference that is the model's own mask minus its left half: everything there is wrong.
+    _, xs = np.nonzero(before)
+    cut = int(np.median(xs))
+    truth = before.copy()
+    truth[:, :cut] = 0
+    click = next_click(before[None], truth[None])
+    assert not click.positive and click.x < cut
+    session.add_point(z, click.x, click.y, positive=False)
+    after = session.mask[z]
+    assert after[click.y, click.x] == 0
+    assert np.all(after <= before)  # a negative edit only removes
+    assert dice(after, truth) > dice(before, truth)
+
+
+def test_repropagation_stops_at_locked_slices_and_anchors(case, session):
+    _, gt, _ = case
+    top = len(gt) - 1
+    session.lock(top)
+    locked = session.mask[top].copy()
+    z = session.mid + 1
+    click = next_click(session.mask[z][None], gt[z][None])
+    before = session.mask.copy()
+    changed = session.add_point(z, click.x, click.y, click.positive)
+    assert top not in changed and np.array_equal(session.mask[top], locked)
+    assert session.mid not in changed and np.array_equal(session.mask[session.mid], before[session.mid])
+    assert z in session.anchors and top in session.anchors
+
+
+def test_removing_the_prompts_gives_back_plain_propagation(session):
+    plain = session.mask.copy()
+    z = session.mid + 2
+    session.add_point(z, 120, 90, positive=True)
+    session.set_prompts(z, [])
+    assert np.array_equal(session.mask, plain)
+    assert z not in session.anchors
+
+
+def test_undo_restores_masks_and_prompts_exactly(session):
+    z = session.mid
+    states = [session.mask.copy()]
+    session.add_point(z, 120, 100, positive=True)
+    states.append(session.mask.copy())
+    session.add_scribble(z - 1, [[110, 95], [125, 105], [130, 115]], positive=True)
+    states.append(session.mask.copy())
+    session.clear_slice(z - 2)
+    assert not session.mask[z - 2].any()
+    for expected in reversed(states):
+        session.undo()
+        assert np.array_equal(session.mask, expected)
+    assert not session.prompts and not session.cleared and not session.can_undo
+    with pytest.raises(LiteMedSAMError, match="nothing to undo"):
+        session.undo()
+
+
+def test_cleared_slice_stays_empty_and_stops_propagation(session):
+    z = session.mid - 1
+    session.clear_slice(z)
+    assert not session.mask[z].any()
+    session.add_point(session.mid, 120, 100, positive=True)
+    assert not session.mask[z].any()
+    changed = session.unlock(z)
+    assert z in changed and session.mask[z].any()
+
+
+def test_remove_prompt_replays_the_remaining_ones(session):
+    z = session.mid
+    session.add_point(z, 120, 100, positive=True)
+    first = session.mask[z].copy()
+    session.add_point(z, 100, 80, positive=False)
+    session.remove_prompt(z)
+    assert np.array_equal(session.mask[z], first)
+
+
+def test_clear_errors(case):
+    predictor, _, box = case
+    fresh = RefinementSession(predictor, box)
+    with pytest.raises(LiteMedSAMError, match=r"run\(\)"):
+        fresh.add_point(3, 10, 10)
+    fresh.run()
+    with pytest.raises(LiteMedSAMError, match="out of range"):
+        fresh.add_point(99, 10, 10)
+    with pytest.raises(LiteMedSAMError, match="outside the slice"):
+        fresh.add_point(3, -1, 10)
+    with pytest.raises(LiteMedSAMError, match="outside the slice"):
+        fresh.add_scribble(3, [[500, 500], [600, 600]])
+    with pytest.raises(LiteMedSAMError, match="no point or scribble"):
+        fresh.remove_prompt(3)
+    with pytest.raises(LiteMedSAMError, match="unknown correction"):
+        RefinementSession(predictor, box, correction="magic")
+    narrow = RefinementSession(predictor, (box.x0, box.y0, 2, box.x1, box.y1, 4))
+    narrow.run()
+    with pytest.raises(LiteMedSAMError, match="outside the box's slices 2..4"):
+        narrow.add_point(6, 10, 10)
+
+
+def test_scribble_helpers():
+    pixels = scribble_pixels([[0, 0], [4, 2], [4, 2], [-3, 2]], (10, 10))
+    assert pixels[0].tolist() == [0, 0] and pixels[-1].tolist() == [0, 2]  # clipped at x < 0
+    assert np.all(np.abs(np.diff(pixels, axis=0)).max(1) == 1)  # connected, no repeats
+    assert len(sample_along(pixels, 3)) == 3 and sample_along(pixels, 3)[0].tolist() == [0, 0]
+    mask = np.zeros((6, 6), bool)
+    mask[0:2, 0:2] = mask[4:6, 4:6] = True
+    touched = components_touching(mask, np.array([[5, 5]]))
+    assert touched.sum() == 4 and touched[5, 5] and not touched[0, 0]
+    with pytest.raises(LiteMedSAMError, match="at least one point"):
+        scribble_pixels(np.zeros((0, 2)), (5, 5))
+
+
+def test_prompt_points_are_pixels():
+    assert Prompt(np.array([[3, 4]]), True).is_point
+    assert not Prompt(np.array([[3, 4], [4, 4]]), True).is_point
