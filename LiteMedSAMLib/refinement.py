@@ -42,7 +42,7 @@ the slice; ``litemedsam evaluate-clicks`` measures it against plain SAM-style re
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -198,11 +198,13 @@ class RefinementSession:
         return chain.box if chain is not None else self._boxes.get(z)
 
     # ----------------------------------------------------------------------------- start
-    def run(self, should_cancel: CancelCheck | None = None) -> np.ndarray:
+    def run(self, should_cancel: CancelCheck | None = None,
+            on_slice: Callable[[], None] | None = None) -> np.ndarray:
         """Segment the box by mid-slice propagation (identical to ``propagate_box``).
 
         Returns the session's mask ``[z, y, x]`` uint8, a live view that later interactions
-        update in place. Forgets every correction; not undoable.
+        update in place. Forgets every correction; not undoable. ``on_slice`` is called after
+        each slice (progress), ``should_cancel`` before each.
         """
         self.mask[:] = 0
         for store in (self._boxes, self._chains, self.prompts, self._history):
@@ -212,6 +214,8 @@ class RefinementSession:
         for z in sweep_order(self.box.z0, self.box.z1):
             _check_cancel(should_cancel)
             self._set_propagated(z, self._base_box(z))
+            if on_slice is not None:
+                on_slice()
         self._started = True
         return self.mask
 

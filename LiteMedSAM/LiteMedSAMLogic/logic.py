@@ -78,6 +78,8 @@ class SegmentationJob:
     modelName: str
     preset: str
     warnings: list[str] = field(default_factory=list)
+    worldToIjk: np.ndarray | None = None  # world RAS -> IJK of the volume (points of corrections)
+    refinements: list = field(default_factory=list)  # one SegmentRefinement per task, after runJob
 
     @property
     def permutation(self) -> tuple[int, int, int]:
@@ -137,6 +139,7 @@ class LiteMedSAMLogic(_LogicBase):
         self._models: dict[str, object] = {}
         self._predictors: OrderedDict[tuple, object] = OrderedDict()
         self._histories: dict[str, tuple[object, object]] = {}
+        self._refinements: dict[tuple[str, str], object] = {}  # (segmentation ID, segment ID) -> state
 
     # ------------------------------------------------------------------ models & dependencies
     @staticmethod
@@ -262,7 +265,8 @@ class LiteMedSAMLogic(_LogicBase):
             logging.warning(note)
         volumeKey = (inputVolume.GetID(), inputVolume.GetImageData().GetMTime())
         return SegmentationJob(inputVolume.GetID(), inputVolume.GetName(), volumeArray, volumeKey,
-                               axis, sliceNode is not None, tasks, modelName, preset, warnings)
+                               axis, sliceNode is not None, tasks, modelName, preset, warnings,
+                               worldToIjk=worldToIjk)
 
     @staticmethod
     def _checkVolume(inputVolume) -> np.ndarray:
@@ -305,22 +309,31 @@ class LiteMedSAMLogic(_LogicBase):
         Raises:
             LiteMedSAMLib.propagation.SegmentationCancelled: ``shouldCancel()`` returned True.
         """
-        from LiteMedSAMLib.propagation import SegmentationCancelled, segment_volume
+        from LiteMedSAMLib.propagation import validate_boxes
+        from LiteMedSAMLib.refinement import RefinementSession
+
+        from .refinement import SegmentRefinement
 
         predictor = self._predictorFor(job)
         boxes = [geometry.permuteBox(task.boxIjk, job.permutation) for task in job.tasks]
-        if job.sliceMode:
-            masks = []
-            for done, (x0, y0, z, x1, y1, _) in enumerate(boxes, start=1):
-                if shouldCancel is not None and shouldCancel():
-                    raise SegmentationCancelled("segmentation cancelled")
-                mask = np.zeros(predictor.shape, dtype=np.uint8)
-                mask[z] = predictor.predict_slice(z, (x0, y0, x1, y1)).mask
-                masks.append(mask)
-                if progressCallback is not None:
-                    progressCallback(done, len(boxes))
-        else:
-            masks = segment_volume(predictor, boxes, progressCallback, shouldCancel)
+        boxes = validate_boxes(boxes, predictor.shape)  # all of them before any work
+        total = sum(len(box.z_range) for box in boxes)
+        done = 0
+
+        def onSlice() -> None:
+            nonlocal done
+            done += 1
+            if progressCallback is not None:
+                progressCallback(done, total)
+
+        # Each box is a refinement session (its first run is the plain mid-slice propagation;
+        # one slice in slice mode), kept so that points and scribbles can correct it later.
+        job.refinements = []
+        masks = []
+        for box in boxes:
+            session = RefinementSession(predictor, box)
+            masks.append(session.run(shouldCancel, onSlice).copy())
+            job.refinements.append(SegmentRefinement(session, job.volumeNodeId, job.worldToIjk, job.axis))
         inverse = geometry.inversePermutation(job.permutation)
         return [np.ascontiguousarray(mask.transpose(inverse)) for mask in masks]
 
@@ -371,8 +384,12 @@ class LiteMedSAMLogic(_LogicBase):
         self._history(outputSegmentation).SaveState()
         wasModifying = outputSegmentation.StartModify()
         try:
-            for task, mask in zip(job.tasks, masks):
+            for index, (task, mask) in enumerate(zip(job.tasks, masks)):
                 segmentId = self._segmentIdFor(outputSegmentation, task)
+                key = (outputSegmentation.GetID(), segmentId)
+                self._refinements.pop(key, None)
+                if index < len(job.refinements):  # corrections start from this run's result
+                    self._refinements[key] = job.refinements[index]
                 if task.sliceIndex is not None:
                     mask = self._replaceSlice(outputSegmentation, segmentId, volume, mask,
                                               job.axis, task.sliceIndex)
@@ -419,6 +436,117 @@ class LiteMedSAMLogic(_LogicBase):
         index[2 - axis] = sliceIndex
         current[tuple(index)] = mask[tuple(index)]
         return current
+
+    # ------------------------------------------------------------------ corrections
+    def canRefine(self, segmentationNode, segmentId: str) -> bool:
+        """Whether the segment was made by a run of this logic and can be corrected."""
+        return segmentationNode is not None and (segmentationNode.GetID(), segmentId) in self._refinements
+
+    def _refinement(self, segmentationNode, segmentId: str):
+        if segmentationNode is None or not segmentId:
+            raise LiteMedSAMError("Select the segment to correct.")
+        refinement = self._refinements.get((segmentationNode.GetID(), segmentId))
+        if refinement is None:
+            raise LiteMedSAMError(
+                f"Segment '{segmentId}' of '{segmentationNode.GetName()}' was not made by LiteMedSAM in "
+                "this session; segment its ROI first, then correct it with points or scribbles.")
+        if slicer.mrmlScene.GetNodeByID(refinement.volumeNodeId) is None:
+            raise LiteMedSAMError("The volume this segment was made from is no longer in the scene.")
+        return refinement
+
+    @staticmethod
+    def createPromptNodes(name: str = "LiteMedSAM"):
+        """New ``(object points, background points, scribbles)`` nodes for corrections: two
+        markups point lists (green, red) and a segmentation with an object and a background
+        scribble segment, ready for the Segment Editor's Paint effect."""
+        from .refinement import BACKGROUND_SCRIBBLE, OBJECT_SCRIBBLE
+
+        scene = slicer.mrmlScene
+        nodes = []
+        for suffix, color in (("object points", (0.2, 0.8, 0.2)), ("background points", (0.9, 0.2, 0.2))):
+            node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{name} {suffix}")
+            node.CreateDefaultDisplayNodes()
+            display = node.GetDisplayNode()
+            display.SetSelectedColor(*color)
+            display.SetColor(*color)
+            nodes.append(node)
+        scribbles = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} scribbles")
+        scribbles.CreateDefaultDisplayNodes()
+        scribbles.GetSegmentation().AddEmptySegment(OBJECT_SCRIBBLE, OBJECT_SCRIBBLE, (0.2, 0.8, 0.2))
+        scribbles.GetSegmentation().AddEmptySegment(BACKGROUND_SCRIBBLE, BACKGROUND_SCRIBBLE, (0.9, 0.2, 0.2))
+        return nodes[0], nodes[1], scribbles
+
+    def refine(self, segmentationNode, segmentId: str, objectPoints=None, backgroundPoints=None,
+               scribbles=None) -> list[int]:
+        """Correct a LiteMedSAM segment with the points and scribbles in these nodes.
+
+        Args:
+            segmentationNode, segmentId: a segment written by :meth:`applyResult`.
+            objectPoints, backgroundPoints: markups point lists (positive / negative points).
+            scribbles: a segmentation with "object scribble" / "background scribble" segments.
+        Each call applies what changed in the nodes since the last one (new, moved or deleted
+        points and scribbles): the slices with changed prompts are corrected, propagation
+        re-runs outward from them, and only the slices that changed are written into the
+        segment (other slices, also ones edited by hand, stay as they are). No encoder runs:
+        the slice embeddings of the run are reused. Returns the changed slice indices (along
+        the slicing axis); each call is one step of :meth:`undoRefinement`.
+        """
+        refinement = self._refinement(segmentationNode, segmentId)
+        changed = refinement.sync(objectPoints, backgroundPoints, scribbles)
+        self._writeSlices(segmentationNode, segmentId, refinement, changed)
+        return changed
+
+    def canUndoRefinement(self, segmentationNode, segmentId: str) -> bool:
+        return self.canRefine(segmentationNode, segmentId) and self._refinement(
+            segmentationNode, segmentId).canUndo
+
+    def undoRefinement(self, segmentationNode, segmentId: str) -> list[int]:
+        """Undo the last :meth:`refine` (or slice clear/accept) of the segment, including the
+        points it added, moved or deleted; returns the slices that went back."""
+        refinement = self._refinement(segmentationNode, segmentId)
+        changed = refinement.undo()
+        self._writeSlices(segmentationNode, segmentId, refinement, changed)
+        return changed
+
+    def sliceIndexInView(self, segmentationNode, segmentId: str, sliceNode) -> int:
+        """The slice of the segment's slicing axis that a slice view shows."""
+        refinement = self._refinement(segmentationNode, segmentId)
+        normal, point = slicePlane(sliceNode)
+        ijkToWorld = np.linalg.inv(refinement.worldToIjk)
+        if geometry.nearestIjkAxis(normal, ijkToWorld) != refinement.axis:
+            raise LiteMedSAMError(f"View '{sliceNode.GetName()}' does not show slices along "
+                                  f"{geometry.IJK_AXIS_NAMES[refinement.axis]}, the axis this segment "
+                                  "was segmented along; use a view that does.")
+        return geometry.sliceIndexOnPlane(refinement.axis, normal, point, point, refinement.worldToIjk)
+
+    def clearSlice(self, segmentationNode, segmentId: str, sliceIndex: int) -> list[int]:
+        """The object is absent from this slice: empty it and keep propagation from refilling it."""
+        refinement = self._refinement(segmentationNode, segmentId)
+        changed = refinement.apply(refinement.session.clear_slice, sliceIndex)
+        self._writeSlices(segmentationNode, segmentId, refinement, changed)
+        return changed
+
+    def acceptSlice(self, segmentationNode, segmentId: str, sliceIndex: int, accept: bool = True) -> list[int]:
+        """Lock (``accept``) or unlock a slice: corrections elsewhere never change a locked slice."""
+        refinement = self._refinement(segmentationNode, segmentId)
+        method = refinement.session.lock if accept else refinement.session.unlock
+        changed = refinement.apply(method, sliceIndex)
+        self._writeSlices(segmentationNode, segmentId, refinement, changed)
+        return changed
+
+    def _writeSlices(self, segmentationNode, segmentId, refinement, slices: Sequence[int]) -> None:
+        """Copy the session's mask on ``slices`` (slicing axis) into the segment."""
+        if not slices:
+            return
+        volume = slicer.mrmlScene.GetNodeByID(refinement.volumeNodeId)
+        mask = refinement.session.mask.transpose(geometry.inversePermutation(refinement.permutation))
+        current = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume)
+        current = np.zeros(mask.shape, np.uint8) if current is None or current.shape != mask.shape \
+            else np.array(current, dtype=np.uint8)
+        index = [slice(None)] * 3
+        index[2 - refinement.axis] = list(slices)
+        current[tuple(index)] = mask[tuple(index)]
+        slicer.util.updateSegmentBinaryLabelmapFromArray(current, segmentationNode, segmentId, volume)
 
     # ------------------------------------------------------------------ undo
     def _history(self, segmentationNode):

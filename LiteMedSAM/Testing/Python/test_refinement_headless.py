@@ -1,0 +1,207 @@
+"""Correcting a segment in Slicer with points and scribbles: the module logic on real MRML nodes.
+
+Slices 8..14 of the shipped example MR (right temporal lobe, which the model under-segments),
+tilted 20 degrees with anisotropic spacing, are segmented once per module; every test starts
+from a fresh copy of that run's segment and checks the segment's voxels against the library's
+session, the points in the scene, undo, locality and clear errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicer
+
+import volumes as V
+from conftest import makeScene
+from LiteMedSAMLib.clicks import next_click
+from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
+from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
+from LiteMedSAMLogic.refinement import OBJECT_SCRIBBLE
+
+Z0, Z1 = 8, 14
+
+
+def dice(a, b) -> float:
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    scene = makeScene()
+    folder = tmp_path_factory.mktemp("refine")
+    image = sitk.ReadImage(str(EXAMPLE_IMAGE))[:, :, Z0:Z1 + 1]
+    direction = V.rotation("x", 20) @ np.diag([-1.0, -1.0, 1.0])
+    image = V.withGeometry(image, direction=direction)
+    volume = V.load(V.save(image, folder / "lobe.nrrd"), "lobe")
+    gt = sitk.GetArrayFromImage(sitk.ReadImage(str(EXAMPLE_LABEL)))[Z0:Z1 + 1] == 2  # [k, j, i]
+    ks, js, is_ = np.nonzero(gt)
+    box = (is_.min(), js.min(), ks.min(), is_.max(), js.max(), ks.max())
+    roi = createRoiFromVoxelBox(volume, box, "Right temporal lobe")
+    logic = LiteMedSAMLogic()
+    segmentation = logic.process(volume, roi, preset="mr", showResult=False)
+    segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Right temporal lobe")
+    yield dict(scene=scene, volume=volume, gt=gt, roi=roi, logic=logic, segmentation=segmentation,
+               segmentId=segmentId, first=segmentArray(segmentation, segmentId, volume).copy())
+    scene.Clear(1)
+
+
+def segmentArray(segmentation, segmentId, volume) -> np.ndarray:
+    return np.array(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume))
+
+
+@pytest.fixture()
+def fresh(case):
+    """The run's segment and session as the run left them; new point lists and scribbles."""
+    logic, segmentation, segmentId = case["logic"], case["segmentation"], case["segmentId"]
+    refinement = logic._refinement(segmentation, segmentId)
+    nodes = LiteMedSAMLogic.createPromptNodes()
+    yield case, refinement, nodes
+    while refinement.canUndo:  # back to the run's state, while the point lists still exist
+        logic.undoRefinement(segmentation, segmentId)
+    assert not refinement.session.prompts and not refinement.session.locked and not refinement.session.cleared
+    for node in nodes:
+        slicer.mrmlScene.RemoveNode(node)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(case["first"], segmentation, segmentId, case["volume"])
+
+
+def ras(volume, k, j, i) -> list[float]:
+    """World RAS of voxel (i, j, k)."""
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    return list(matrix.MultiplyPoint([float(i), float(j), float(k), 1.0])[:3])
+
+
+def test_run_left_a_session_and_the_segment_matches_it(case):
+    refinement = case["logic"]._refinement(case["segmentation"], case["segmentId"])
+    assert refinement.axis == 2
+    assert np.array_equal(refinement.session.mask, case["first"])  # K axis: no permutation
+    assert case["logic"].canRefine(case["segmentation"], case["segmentId"])
+
+
+def test_object_point_corrects_the_segment_without_encoding(fresh):
+    case, refinement, (positive, negative, scribbles) = fresh
+    logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
+    before = segmentArray(segmentation, segmentId, volume)
+    z = refinement.session.mid
+    click = next_click(before[z][None], case["gt"][z][None])
+    assert click.positive
+    runs = refinement.session.predictor.encoder_runs
+    positive.AddControlPointWorld(*ras(volume, z, click.y, click.x))
+    changed = logic.refine(segmentation, segmentId, positive, negative, scribbles)
+    after = segmentArray(segmentation, segmentId, volume)
+    assert z in changed and after[z, click.y, click.x] == 1
+    assert dice(after[z], case["gt"][z]) > dice(before[z], case["gt"][z]) + 0.02
+    assert np.array_equal(after, refinement.session.mask)
+    for k in set(range(len(after))) - set(changed):
+        assert np.array_equal(after[k], before[k])
+    assert refinement.session.predictor.encoder_runs == runs
+    # Nothing new in the nodes: nothing to do.
+    assert logic.refine(segmentation, segmentId, positive, negative, scribbles) == []
+
+
+def test_undo_removes_the_point_and_restores_the_segment(fresh):
+    case, refinement, (positive, negative, scribbles) = fresh
+    logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
+    z = refinement.session.mid
+    positive.AddControlPointWorld(*ras(volume, z, 100, 120))
+    logic.refine(segmentation, segmentId, positive, negative, scribbles)
+    assert logic.canUndoRefinement(segmentation, segmentId)
+    logic.undoRefinement(segmentation, segmentId)
+    assert positive.GetNumberOfControlPoints() == 0
+    assert np.array_equal(segmentArray(segmentation, segmentId, volume), case["first"])
+    assert not logic.canUndoRefinement(segmentation, segmentId)
+
+
+def test_deleting_a_point_replays_and_undo_places_it_again(fresh):
+    case, refinement, (positive, negative, scribbles) = fresh
+    logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
+    z = refinement.session.mid
+    positive.AddControlPointWorld(*ras(volume, z, 100, 120))
+    negative.AddControlPointWorld(*ras(volume, z, 95, 105))
+    logic.refine(segmentation, segmentId, positive, negative, scribbles)
+    withBoth = segmentArray(segmentation, segmentId, volume)
+    negative.RemoveNthControlPoint(0)
+    logic.refine(segmentation, segmentId, positive, negative, scribbles)
+    positive.RemoveNthControlPoint(0)
+    changed = logic.refine(segmentation, segmentId, positive, negative, scribbles)
+    assert z in changed
+    assert np.array_equal(segmentArray(segmentation, segmentId, volume), case["first"])  # back to the run
+    logic.undoRefinement(segmentation, segmentId)
+    logic.undoRefinement(segmentation, segmentId)
+    assert positive.GetNumberOfControlPoints() == 1 and negative.GetNumberOfControlPoints() == 1
+    assert np.array_equal(segmentArray(segmentation, segmentId, volume), withBoth)
+    # The re-placed points are in sync: refining again changes nothing.
+    assert logic.refine(segmentation, segmentId, positive, negative, scribbles) == []
+
+
+def test_scribble_painted_in_a_segmentation_corrects_its_slice(fresh):
+    case, refinement, (positive, negative, scribbles) = fresh
+    logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
+    z = refinement.session.mid
+    before = segmentArray(segmentation, segmentId, volume)
+    painted = np.zeros_like(before)
+    missed = (case["gt"][z] > 0) & (before[z] == 0)
+    ys, xs = np.nonzero(missed)
+    painted[z, ys[:: max(1, len(ys) // 20)], xs[:: max(1, len(ys) // 20)]] = 1
+    scribbleId = scribbles.GetSegmentation().GetSegmentIdBySegmentName(OBJECT_SCRIBBLE)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, scribbles, scribbleId, volume)
+    changed = logic.refine(segmentation, segmentId, positive, negative, scribbles)
+    after = segmentArray(segmentation, segmentId, volume)
+    assert z in changed and np.all(after[z] >= before[z])
+    assert dice(after[z], case["gt"][z]) > dice(before[z], case["gt"][z])
+
+
+def test_hand_edits_on_other_slices_survive_a_correction(fresh):
+    case, refinement, (positive, negative, scribbles) = fresh
+    logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
+    edited = segmentArray(segmentation, segmentId, volume)
+    edited[0, :5, :5] = 1  # painted by hand far from anything
+    slicer.util.updateSegmentBinaryLabelmapFromArray(edited, segmentation, segmentId, volume)
+    positive.AddControlPointWorld(*ras(volume, 5, 100, 120))  # propagation stops at the middle (3)
+    changed = logic.refine(segmentation, segmentId, positive, negative, scribbles)
+    assert 5 in changed and 0 not in changed
+    assert segmentArray(segmentation, segmentId, volume)[0, :5, :5].all()
+
+
+def test_clear_and_accept_slices(fresh):
+    case, refinement, (positive, negative, scribbles) = fresh
+    logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
+    top = len(case["gt"]) - 1
+    assert segmentArray(segmentation, segmentId, volume)[top].any()
+    logic.clearSlice(segmentation, segmentId, top)
+    assert not segmentArray(segmentation, segmentId, volume)[top].any()
+    logic.acceptSlice(segmentation, segmentId, top - 1)
+    kept = segmentArray(segmentation, segmentId, volume)[top - 1].copy()
+    positive.AddControlPointWorld(*ras(volume, top - 2, 100, 120))
+    logic.refine(segmentation, segmentId, positive, negative, scribbles)
+    assert np.array_equal(segmentArray(segmentation, segmentId, volume)[top - 1], kept)
+    for _ in range(3):
+        logic.undoRefinement(segmentation, segmentId)
+    assert np.array_equal(segmentArray(segmentation, segmentId, volume), case["first"])
+
+
+def test_clear_errors(fresh):
+    case, refinement, (positive, negative, scribbles) = fresh
+    logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
+    positive.AddControlPointWorld(*ras(volume, 0, 100, 120))
+    box = refinement.session.box
+    narrowed = (box.z0, box.z1)
+    assert narrowed == (0, len(case["gt"]) - 1)
+    positive.SetNthControlPointPositionWorld(0, *ras(volume, 40, 100, 120))
+    with pytest.raises(LiteMedSAMError, match="outside the volume"):
+        logic.refine(segmentation, segmentId, positive, negative, scribbles)
+    positive.RemoveAllControlPoints()
+    other = segmentation.GetSegmentation().AddEmptySegment("", "by hand")
+    with pytest.raises(LiteMedSAMError, match="was not made by LiteMedSAM"):
+        logic.refine(segmentation, other, positive)
+    segmentation.GetSegmentation().RemoveSegment(other)
+    positive.AddControlPointWorld(*ras(volume, refinement.session.mid, 100, 120))
+    logic.refine(segmentation, segmentId, positive, negative, scribbles)
+    with pytest.raises(LiteMedSAMError, match="delete them before clearing"):
+        logic.clearSlice(segmentation, segmentId, refinement.session.mid)
