@@ -8,13 +8,15 @@ scripts use without the GUI. Importing this module imports neither torch nor the
 import os
 import sys
 import tempfile
+import time
 import traceback
 from typing import Annotated
 
 import qt
 import slicer
 import vtk
-from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import (vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode,
+                    vtkMRMLSegmentationNode)
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
@@ -92,6 +94,7 @@ class LiteMedSAMParameterNode:
     modelName - registered model name ("" = the default model).
     preset - intensity preset (see LiteMedSAMLogic.PRESET_NAMES).
     sliceViewName - the view whose slice "Segment current slice" segments.
+    objectPoints, backgroundPoints, scribbles - the correction prompts (created on first use).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -100,6 +103,9 @@ class LiteMedSAMParameterNode:
     modelName: str = ""
     preset: Annotated[str, Choice(list(PRESET_NAMES))] = "auto"
     sliceViewName: Annotated[str, Choice(list(SLICE_VIEW_NAMES))] = "Red"
+    objectPoints: vtkMRMLMarkupsFiducialNode
+    backgroundPoints: vtkMRMLMarkupsFiducialNode
+    scribbles: vtkMRMLSegmentationNode
 
 
 #
@@ -142,6 +148,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.undoButton.connect("clicked(bool)", self.onUndo)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.roiSelector.connect("checkedNodesChanged()", self.onRoiSelectionChanged)
+        self._setupCorrection()
         self._showRunning(False)
         self.initializeParameterNode()
 
@@ -213,6 +220,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         elif self.ui.statusLabel.text == hint:
             self.ui.statusLabel.text = ""
         self.ui.undoButton.enabled = self._run is None and self.logic.canUndo(self._parameterNode.outputSegmentation)
+        self._updateCorrectionGui()
 
     def onModelChanged(self, index) -> None:
         if self._parameterNode:
@@ -304,6 +312,141 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.logic.undo(self._parameterNode.outputSegmentation):
             self.ui.statusLabel.text = _("Restored the segmentation as it was before the last run.")
         self._updateGui()
+
+    # ------------------------------------------------------------------ corrections
+    def _setupCorrection(self) -> None:
+        """Point buttons, the embedded scribble editor (Paint/Erase only) and slice buttons."""
+        self._observedPrompts = []
+        self._refineTimer = qt.QTimer()  # painting fires many events: correct once it settles
+        self._refineTimer.setSingleShot(True)
+        self._refineTimer.setInterval(150)
+        self._refineTimer.connect("timeout()", self.onRefine)
+        self.scribbleEditor = slicer.qMRMLSegmentEditorWidget()
+        self.scribbleEditor.setMRMLScene(slicer.mrmlScene)
+        self.scribbleEditor.setEffectNameOrder(["Paint", "Erase"])
+        self.scribbleEditor.unorderedEffectsVisible = False
+        self.scribbleEditor.setSwitchToSegmentationsButtonVisible(False)
+        self.scribbleEditor.setMRMLSegmentEditorNode(
+            slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "LiteMedSAM scribble editor"))
+        self.ui.scribbleEditorPlaceholder.layout().addWidget(self.scribbleEditor)
+        self.ui.addObjectPointButton.connect("toggled(bool)", lambda on: self.onPlacePoints(True, on))
+        self.ui.addBackgroundPointButton.connect("toggled(bool)", lambda on: self.onPlacePoints(False, on))
+        self.ui.acceptSliceButton.connect("clicked(bool)", lambda: self.onSliceAction(accept=True))
+        self.ui.clearSliceButton.connect("clicked(bool)", lambda: self.onSliceAction(accept=False))
+        self.ui.undoCorrectionButton.connect("clicked(bool)", self.onUndoCorrection)
+        self.ui.correctSegmentComboBox.connect("currentIndexChanged(int)", lambda i: self._updateCorrectionGui())
+
+    def _correctionTarget(self):
+        """``(segmentation node, segment ID)`` chosen for correction, or ``(None, "")``."""
+        segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
+        segmentId = self.ui.correctSegmentComboBox.currentData or ""
+        return (segmentation, segmentId) if segmentation is not None and segmentId else (None, "")
+
+    def _ensurePromptNodes(self) -> None:
+        """Create the point lists and scribble segmentation on first use; observe them."""
+        parameters = self._parameterNode
+        if not (parameters.objectPoints and parameters.backgroundPoints and parameters.scribbles):
+            parameters.objectPoints, parameters.backgroundPoints, parameters.scribbles = \
+                self.logic.createPromptNodes()
+        self._observePrompts()
+
+    def _observePrompts(self) -> None:
+        for node, event in self._observedPrompts:
+            self.removeObserver(node, event, self._onPromptsModified)
+        self._observedPrompts = []
+        parameters = self._parameterNode
+        for node in (parameters.objectPoints, parameters.backgroundPoints):
+            if node is not None:
+                for event in (node.PointPositionDefinedEvent, node.PointRemovedEvent, node.PointEndInteractionEvent):
+                    self.addObserver(node, event, self._onPromptsModified)
+                    self._observedPrompts.append((node, event))
+        if parameters.scribbles is not None:
+            self.scribbleEditor.setSegmentationNode(parameters.scribbles)
+            self.scribbleEditor.setSourceVolumeNode(parameters.inputVolume)
+            event = slicer.vtkSegmentation.SegmentModified
+            self.addObserver(parameters.scribbles.GetSegmentation(), event, self._onPromptsModified)
+            self._observedPrompts.append((parameters.scribbles.GetSegmentation(), event))
+
+    def _onPromptsModified(self, caller=None, event=None) -> None:
+        self._refineTimer.start()
+
+    def onPlacePoints(self, positive: bool, on: bool) -> None:
+        """Toggle persistent placement of object (positive) or background points."""
+        other = self.ui.addBackgroundPointButton if positive else self.ui.addObjectPointButton
+        interactionNode = slicer.app.applicationLogic().GetInteractionNode()
+        if not on:
+            if not other.checked:
+                interactionNode.SwitchToViewTransformMode()
+            return
+        with slicer.util.tryWithErrorDisplay(_("Cannot place correction points."), waitCursor=True):
+            other.checked = False
+            self._ensurePromptNodes()
+            node = self._parameterNode.objectPoints if positive else self._parameterNode.backgroundPoints
+            selectionNode = slicer.app.applicationLogic().GetSelectionNode()
+            selectionNode.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsFiducialNode")
+            selectionNode.SetActivePlaceNodeID(node.GetID())
+            interactionNode.SetPlaceModePersistence(1)
+            interactionNode.SetCurrentInteractionMode(interactionNode.Place)
+
+    def onRefine(self) -> None:
+        """Apply what changed in the points and scribbles to the chosen segment."""
+        segmentation, segmentId = self._correctionTarget()
+        if segmentation is None or not self.logic.canRefine(segmentation, segmentId):
+            return
+        parameters = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("LiteMedSAM could not apply the correction."), waitCursor=True):
+            start = time.perf_counter()
+            changed = self.logic.refine(segmentation, segmentId, parameters.objectPoints,
+                                        parameters.backgroundPoints, parameters.scribbles)
+            if changed:
+                self.ui.statusLabel.text = _("Corrected slices {first}-{last} ({ms:.0f} ms).").format(
+                    first=changed[0], last=changed[-1], ms=1000 * (time.perf_counter() - start))
+        self._updateCorrectionGui()
+
+    def onSliceAction(self, accept: bool) -> None:
+        segmentation, segmentId = self._correctionTarget()
+        with slicer.util.tryWithErrorDisplay(_("LiteMedSAM could not change the slice."), waitCursor=True):
+            sliceNode = slicer.app.layoutManager().sliceWidget(self._parameterNode.sliceViewName).mrmlSliceNode()
+            index = self.logic.sliceIndexInView(segmentation, segmentId, sliceNode)
+            if accept:
+                self.logic.acceptSlice(segmentation, segmentId, index)
+            else:
+                self.logic.clearSlice(segmentation, segmentId, index)
+        self._updateCorrectionGui()
+
+    def onUndoCorrection(self) -> None:
+        segmentation, segmentId = self._correctionTarget()
+        with slicer.util.tryWithErrorDisplay(_("LiteMedSAM could not undo the correction."), waitCursor=True):
+            for node, event in self._observedPrompts:  # the undo moves points itself
+                self.removeObserver(node, event, self._onPromptsModified)
+            try:
+                self.logic.undoRefinement(segmentation, segmentId)
+            finally:
+                self._observePrompts()
+        self._updateCorrectionGui()
+
+    def _updateCorrectionGui(self) -> None:
+        """List the correctable segments; enable the buttons that apply now."""
+        segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
+        combo = self.ui.correctSegmentComboBox
+        current = combo.currentData
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        if segmentation is not None:
+            for segmentId in segmentation.GetSegmentation().GetSegmentIDs():
+                if self.logic.canRefine(segmentation, segmentId):
+                    combo.addItem(segmentation.GetSegmentation().GetSegment(segmentId).GetName(), segmentId)
+        combo.currentIndex = max(combo.findData(current), 0) if combo.count else -1
+        combo.blockSignals(wasBlocked)
+        target = self._correctionTarget()
+        can = self._run is None and target[0] is not None
+        for button in (self.ui.addObjectPointButton, self.ui.addBackgroundPointButton,
+                       self.ui.acceptSliceButton, self.ui.clearSliceButton):
+            button.enabled = can
+        self.scribbleEditor.enabled = can
+        self.ui.undoCorrectionButton.enabled = can and self.logic.canUndoRefinement(*target)
+        if can and self._parameterNode.scribbles is not None and not self._observedPrompts:
+            self._observePrompts()
 
     def _showRunning(self, running: bool) -> None:
         self.ui.progressBar.visible = running
@@ -441,6 +584,20 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
         after = slicer.util.arrayFromSegmentBinaryLabelmap(
             segmentationNode, segmentation.GetSegmentIdBySegmentName("Left temporal lobe"), volume)
         self.assertTrue(np.array_equal(before, after))
+
+        self.delayDisplay("Correct a segment with an object point, then undo it")
+        objectPoints, backgroundPoints, scribbles = logic.createPromptNodes()
+        segmentId = segmentation.GetSegmentIdBySegmentName("Right temporal lobe")
+        before = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume).copy()
+        objectPoints.AddControlPointWorld(*ijkToRas.MultiplyPoint((120, 100, 10, 1))[:3])
+        changed = logic.refine(segmentationNode, segmentId, objectPoints, backgroundPoints, scribbles)
+        self.assertIn(10, changed)
+        corrected = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume)
+        self.assertEqual(corrected[10, 100, 120], 1)
+        logic.undoRefinement(segmentationNode, segmentId)
+        self.assertEqual(objectPoints.GetNumberOfControlPoints(), 0)
+        self.assertTrue(np.array_equal(
+            slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume), before))
         self.delayDisplay("Segmentation test passed")
 
     @staticmethod
