@@ -26,6 +26,8 @@ _LAZY = {
     "segment_volume": "propagation", "segment_slice": "propagation",
     "SegmentationCancelled": "propagation",
     "Box3D": "boxes",
+    "RefinementSession": "refinement", "Prompt": "refinement",
+    "evaluate_clicks": "clicks", "next_click": "clicks",
 }
 
 __all__ = ["LiteMedSAMError", "__version__", *_LAZY]
