@@ -32,7 +32,10 @@ local edit of the slice's current mask:
 3. when no output agrees (the model ignores the prompt), the thing under the prompt is
    segmented with a box centred on it (a quarter, then half the size of the slice's box:
    boxes are what the model follows) and its component at the prompt is added to the mask
-   (positive) or taken out of it (negative).
+   (positive) or taken out of it (negative);
+4. a negative prompt that would take away more than half of the slice's mask only trims the
+   part around it (pixels nearer to it than to the rest of the mask, within the mask's
+   inscribed radius there): one background point should trim, not erase the object.
 
 Nothing away from the prompt changes, so a correction cannot undo earlier work elsewhere on
 the slice; ``litemedsam evaluate-clicks`` measures it against plain SAM-style re-prompting
@@ -411,7 +414,8 @@ class RefinementSession:
         if candidate is not None:
             if prompt.positive:
                 return (current | components_touching(candidate, prompt.pixels)).astype(np.uint8)
-            return (current & ~components_touching(current & ~candidate, prompt.pixels)).astype(np.uint8)
+            removed = _at_most_half(components_touching(current & ~candidate, prompt.pixels), current, prompt)
+            return (current & ~removed).astype(np.uint8)
         # The point-prompted outputs ignore this prompt: segment "the thing under it" with a
         # box around it (boxes are what the model follows) and add it, or take it away.
         local = _first_agreeing(self._local_box_candidates(z, chain.box, prompt), prompt, want_inside=True)
@@ -419,7 +423,8 @@ class RefinementSession:
             return current.astype(np.uint8)
         if prompt.positive:
             return (current | components_touching(local, prompt.pixels)).astype(np.uint8)
-        return (current & ~components_touching(current & local, prompt.pixels)).astype(np.uint8)
+        removed = _at_most_half(components_touching(current & local, prompt.pixels), current, prompt)
+        return (current & ~removed).astype(np.uint8)
 
     def _candidates(self, z: int, box: np.ndarray, points: np.ndarray | None, labels: np.ndarray | None,
                     logits: torch.Tensor):
@@ -467,6 +472,20 @@ class RefinementSession:
                     changed.add(k)
                 k += direction
         return changed
+
+
+def _at_most_half(removed: np.ndarray, current: np.ndarray, prompt: Prompt) -> np.ndarray:
+    """A negative edit that would take away more than half of the slice's mask is cut down to
+    the pixels nearer to the prompt than to the rest of the mask (the part of the removal
+    around the prompt): one background point should trim a region, not erase the object."""
+    if np.count_nonzero(removed) * 2 <= np.count_nonzero(current):
+        return removed
+    seeds = np.zeros(current.shape, dtype=bool)
+    seeds[prompt.pixels[:, 1], prompt.pixels[:, 0]] = True
+    to_prompt = ndimage.distance_transform_edt(~seeds)
+    to_kept = ndimage.distance_transform_edt(~(current & ~removed)) if np.any(current & ~removed) else np.inf
+    radius = ndimage.distance_transform_edt(current)[prompt.pixels[:, 1], prompt.pixels[:, 0]].max()
+    return removed & (to_prompt <= np.maximum(radius, 1)) & (to_prompt <= to_kept)
 
 
 def _first_agreeing(candidates, prompt: Prompt, want_inside: bool | None = None) -> np.ndarray | None:

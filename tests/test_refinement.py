@@ -184,3 +184,18 @@ def test_scribble_helpers():
 def test_prompt_points_are_pixels():
     assert Prompt(np.array([[3, 4]]), True).is_point
     assert not Prompt(np.array([[3, 4], [4, 4]]), True).is_point
+
+
+def test_a_negative_edit_trims_instead_of_erasing():
+    from LiteMedSAMLib.refinement import _at_most_half
+
+    current = np.zeros((40, 40), bool)
+    current[5:35, 5:35] = True
+    prompt = Prompt(np.array([[8, 20]]), False)          # near the left edge of the square
+    everything = current.copy()
+    trimmed = _at_most_half(everything, current, prompt)
+    assert trimmed[20, 8] and not trimmed[20, 30]         # around the prompt only
+    assert 0 < trimmed.sum() <= current.sum() // 2
+    small = np.zeros_like(current)
+    small[5:35, 5:12] = True                              # a strip: under half, kept as is
+    assert np.array_equal(_at_most_half(small, current, prompt), small)
