@@ -58,12 +58,32 @@ def test_exact_mode_3d_sweep_equals_eager(exact, eager):
 
 
 @needs_openvino
-def test_points_and_mask_prompts_use_the_eager_decoder(exact, eager):
+def test_point_and_mask_prompts_match_the_eager_decoder(exact, eager):
+    """The OpenVINO prompt decoder (box + points [+ mask prompt], single and multimask outputs)
+    gives the eager model's logits; prompts it does not cover fall back to eager."""
     z, box = SLICE_BOXES[0]
     first = eager.predict_slice(z, box)
-    kwargs = dict(points=np.array([[40, 100]]), point_labels=np.array([0]), mask_input=first.low_res_logits)
-    np.testing.assert_array_equal(exact.predict_slice(z, box, **kwargs).mask,
-                                  eager.predict_slice(z, box, **kwargs).mask)
+    from LiteMedSAMLib.preprocessing import box_to_model, points_to_model
+
+    hw = exact.shape[1:]
+    b = box_to_model(box, hw)
+    for points, labels in ((np.array([[40, 100]]), np.array([0])),
+                           (np.array([[40, 100], [60, 110], [70, 90]]), np.array([1, 0, 1]))):
+        p = points_to_model(points, hw)
+        for mask_input in (None, first.low_res_logits):
+            ours = exact.predict_model_box(z, b, p, labels, mask_input)
+            theirs = eager.predict_model_box(z, b, p, labels, mask_input)
+            np.testing.assert_allclose(ours.low_res_logits.numpy(), theirs.low_res_logits.numpy(), atol=1e-3)
+            np.testing.assert_array_equal(ours.mask, theirs.mask)
+            for a, e in zip(exact.predict_multimask(z, b, p, labels, mask_input),
+                            eager.predict_multimask(z, b, p, labels, mask_input)):
+                assert np.count_nonzero(a.mask != e.mask) <= 2
+                assert abs(a.iou - e.iou) < 1e-3
+    assert exact.decoder.prompt_request is not None
+    # No box: the eager model.
+    pts = points_to_model(np.array([[40, 100]]), hw)
+    np.testing.assert_array_equal(exact.predict_model_box(z, None, pts, np.array([1])).mask,
+                                  eager.predict_model_box(z, None, pts, np.array([1])).mask)
 
 
 @needs_openvino

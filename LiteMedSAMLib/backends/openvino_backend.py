@@ -11,7 +11,8 @@ converting again. Precisions:
 - ``"bf16"``: the same IR run with bfloat16 arithmetic where the CPU has it (AVX512_BF16/AMX).
 
 The decoder (prompt encoder + mask decoder for one box prompt) is converted the same way and
-always runs in f32; point and mask prompts go to the eager model.
+always runs in f32, and so is a second decoder for a box with points and a mask prompt (the
+corrections of interactive refinement); other prompt combinations go to the eager model.
 """
 
 from __future__ import annotations
@@ -83,6 +84,39 @@ class _BoxDecoder(nn.Module):
                                  multimask_output=False)
 
 
+class _PromptDecoder(nn.Module):
+    """Prompt encoder + mask decoder for a box with points and a mask prompt, all four mask
+    outputs: ``embedding, boxes (1, 1, 4), coords (1, N, 2), labels (1, N) int, mask_input
+    (1, 1, 256, 256), has_mask ()`` -> logits ``(1, 4, 256, 256)``, IoU ``(1, 4)``.
+
+    Written without the boolean-index assignments of ``PromptEncoder._embed_points`` (which
+    OpenVINO cannot convert); with a box there are no padding points, and adding ``0 * w``
+    leaves a float unchanged, so the outputs equal the eager model's. ``has_mask`` 0 selects
+    the no-mask embedding the same way (SAM's ONNX export does it so).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.prompt_encoder, self.mask_decoder = model.prompt_encoder, model.mask_decoder
+
+    def forward(self, embedding, boxes, coords, labels, mask_input, has_mask):
+        pe = self.prompt_encoder
+        points = pe.pe_layer.forward_with_coords(coords + 0.5, pe.input_image_size)
+        labels = labels[..., None]
+        points = (points + (labels == 0).float() * pe.point_embeddings[0].weight
+                  + (labels == 1).float() * pe.point_embeddings[1].weight)
+        sparse = torch.cat([points, pe._embed_boxes(boxes)], dim=1)
+        dense = (has_mask * pe.mask_downscaling(mask_input)
+                 + (1 - has_mask) * pe.no_mask_embed.weight.reshape(1, -1, 1, 1))
+        return self.mask_decoder.predict_masks(embedding, pe.get_dense_pe(), sparse, dense)
+
+
+def supports_prompt_decoder(model: nn.Module) -> bool:
+    """Models whose point prompts :class:`_PromptDecoder` reproduces (no box-derived points,
+    no encoder skips)."""
+    return not getattr(model, "box_points", 0) and not getattr(model.image_encoder, "skip_channels", None)
+
+
 def _converted(model: nn.Module, part: str, folder: Path | None):
     """Load the cached IR of ``part`` (``encoder``/``decoder``) or convert and save it.
 
@@ -105,6 +139,15 @@ def _converted(model: nn.Module, part: str, folder: Path | None):
         if part == "encoder":
             ov_model = ov.convert_model(model.image_encoder.eval(),
                                         example_input=torch.zeros(1, 3, model.image_size, model.image_size))
+        elif part == "prompt-decoder":
+            size, image = model.image_size // 4, model.image_size
+            example = (torch.zeros(1, 256, size, size), torch.tensor([[[10.0, 10.0, 100.0, 100.0]]]),
+                       torch.tensor([[[50.0, 50.0], [60.0, 70.0]]]), torch.tensor([[1, 0]], dtype=torch.int32),
+                       torch.zeros(1, 1, image, image), torch.tensor(1.0))
+            ov_model = ov.convert_model(
+                _PromptDecoder(model).eval(), example_input=example,
+                input=[([1, 256, size, size], ov.Type.f32), ([1, 1, 4], ov.Type.f32), ([1, -1, 2], ov.Type.f32),
+                       ([1, -1], ov.Type.i32), ([1, 1, image, image], ov.Type.f32), ([], ov.Type.f32)])
         else:
             size = model.image_size // 4
             ov_model = ov.convert_model(_BoxDecoder(model).eval(),
@@ -138,21 +181,36 @@ class OpenVINOEncoder:
 
 
 class OpenVINODecoder:
-    """Same signature as ``LiteMedSAM.decode``; one-box prompts run in OpenVINO (f32), points
-    and mask prompts in the eager model."""
+    """Same signature as ``LiteMedSAM.decode``, in OpenVINO f32: one-box prompts, and a box
+    with points and/or a mask prompt (the corrections of ``refinement``); other prompts (no
+    box, a mask prompt without points, models with box-derived points or skips) run in the
+    eager model."""
 
     def __init__(self, model: nn.Module, threads: int | None = None, folder: Path | None = None) -> None:
         self.model = model
         ov_model, self.path, self.converted = _converted(model, "decoder", folder)
         self.request = _compile(ov_model, "f32", threads).create_infer_request()
+        self.prompt_request = None
+        if supports_prompt_decoder(model):
+            prompt_model, _, _ = _converted(model, "prompt-decoder", folder)
+            self.prompt_request = _compile(prompt_model, "f32", threads).create_infer_request()
         size = model.image_size // 4
         self(torch.zeros(1, 256, size, size), torch.tensor([[[10.0, 10.0, 100.0, 100.0]]]))  # warm-up
 
     def __call__(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None, points=None,
                  mask_input: torch.Tensor | None = None, multimask_output: bool = False):
-        if (points is not None or mask_input is not None or boxes is None or boxes.numel() != 4
-                or multimask_output):
-            return self.model.decode(embedding, boxes=boxes, points=points, mask_input=mask_input,
-                                     multimask_output=multimask_output)
-        result = self.request.infer({0: embedding.numpy(), 1: boxes.reshape(1, 1, 4).float().numpy()})
-        return torch.from_numpy(result[0].copy()), torch.from_numpy(result[1].copy())
+        one_box = boxes is not None and boxes.numel() == 4
+        if one_box and points is None and mask_input is None and not multimask_output:
+            result = self.request.infer({0: embedding.numpy(), 1: boxes.reshape(1, 1, 4).float().numpy()})
+            return torch.from_numpy(result[0].copy()), torch.from_numpy(result[1].copy())
+        if one_box and points is not None and points[0].shape[1] > 0 and self.prompt_request is not None:
+            size = self.model.image_size
+            has_mask = mask_input is not None
+            mask = mask_input if has_mask else torch.zeros(1, 1, size, size)
+            result = self.prompt_request.infer([
+                embedding.numpy(), boxes.reshape(1, 1, 4).float().numpy(), points[0].float().numpy(),
+                points[1].to(torch.int32).numpy(), mask.float().numpy(), np.array(float(has_mask), np.float32)])
+            chosen = slice(1, None) if multimask_output else slice(0, 1)
+            return torch.from_numpy(result[0][:, chosen].copy()), torch.from_numpy(result[1][:, chosen].copy())
+        return self.model.decode(embedding, boxes=boxes, points=points, mask_input=mask_input,
+                                 multimask_output=multimask_output)
