@@ -106,7 +106,14 @@ def segment_volume(predictor: VolumePredictor, boxes: Sequence[Box3D | Sequence[
         SegmentationCancelled: when ``should_cancel`` returned True.
     """
     valid = validate_boxes(boxes, predictor.shape)
-    total = sum(b.z1 - b.z0 + 1 for b in valid)
+    on_slice = slice_counter(valid, progress)
+    return [propagate_box(predictor, box, on_slice, should_cancel) for box in valid]
+
+
+def slice_counter(boxes: Sequence[Box3D], progress: ProgressCallback | None) -> Callable[[], None]:
+    """A callable to call after each slice: reports ``progress(done, total)`` over all the
+    slices of ``boxes``."""
+    total = sum(len(b.z_range) for b in boxes)
     done = 0
 
     def on_slice() -> None:
@@ -115,7 +122,7 @@ def segment_volume(predictor: VolumePredictor, boxes: Sequence[Box3D | Sequence[
         if progress is not None:
             progress(done, total)
 
-    return [propagate_box(predictor, box, on_slice, should_cancel) for box in valid]
+    return on_slice
 
 
 def segment_slice(predictor: VolumePredictor, z: int,

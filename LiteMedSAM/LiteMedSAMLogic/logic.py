@@ -309,7 +309,7 @@ class LiteMedSAMLogic(_LogicBase):
         Raises:
             LiteMedSAMLib.propagation.SegmentationCancelled: ``shouldCancel()`` returned True.
         """
-        from LiteMedSAMLib.propagation import validate_boxes
+        from LiteMedSAMLib.propagation import slice_counter, validate_boxes
         from LiteMedSAMLib.refinement import RefinementSession
 
         from .refinement import SegmentRefinement
@@ -317,14 +317,7 @@ class LiteMedSAMLogic(_LogicBase):
         predictor = self._predictorFor(job)
         boxes = [geometry.permuteBox(task.boxIjk, job.permutation) for task in job.tasks]
         boxes = validate_boxes(boxes, predictor.shape)  # all of them before any work
-        total = sum(len(box.z_range) for box in boxes)
-        done = 0
-
-        def onSlice() -> None:
-            nonlocal done
-            done += 1
-            if progressCallback is not None:
-                progressCallback(done, total)
+        onSlice = slice_counter(boxes, progressCallback)
 
         # Each box is a refinement session (its first run is the plain mid-slice propagation;
         # one slice in slice mode), kept so that points and scribbles can correct it later.
