@@ -528,18 +528,39 @@ class LiteMedSAMLogic(_LogicBase):
         return changed
 
     def _writeSlices(self, segmentationNode, segmentId, refinement, slices: Sequence[int]) -> None:
-        """Copy the session's mask on ``slices`` (slicing axis) into the segment."""
+        """Copy the session's mask on ``slices`` (slicing axis) into the segment.
+
+        Only those slices are written (one sub-volume per run of adjacent slices, through
+        ``SetBinaryLabelmapToSegment`` as the Segment Editor's effects do), so a correction costs
+        milliseconds on a 512 x 512 x 300 volume instead of a round trip of the whole
+        segment, and slices edited by hand elsewhere stay as they are.
+        """
         if not slices:
             return
-        volume = slicer.mrmlScene.GetNodeByID(refinement.volumeNodeId)
-        mask = refinement.session.mask.transpose(geometry.inversePermutation(refinement.permutation))
-        current = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volume)
-        current = np.zeros(mask.shape, np.uint8) if current is None or current.shape != mask.shape \
-            else np.array(current, dtype=np.uint8)
-        index = [slice(None)] * 3
-        index[2 - refinement.axis] = list(slices)
-        current[tuple(index)] = mask[tuple(index)]
-        slicer.util.updateSegmentBinaryLabelmapFromArray(current, segmentationNode, segmentId, volume)
+        from vtk.util import numpy_support
+
+        mask = refinement.session.mask.transpose(geometry.inversePermutation(refinement.permutation))  # [k, j, i]
+        imageToSegmentation = _worldToParent(segmentationNode) @ np.linalg.inv(refinement.worldToIjk)
+        matrix = vtk.vtkMatrix4x4()
+        for r in range(4):
+            for c in range(4):
+                matrix.SetElement(r, c, imageToSegmentation[r, c])
+        logic = slicer.vtkSlicerSegmentationsModuleLogic
+        for first, last in _runs(sorted(slices)):
+            extent = [0, mask.shape[2] - 1, 0, mask.shape[1] - 1, 0, mask.shape[0] - 1]  # i, j, k
+            extent[2 * refinement.axis], extent[2 * refinement.axis + 1] = first, last
+            region = mask[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1, extent[0]:extent[1] + 1]
+            labelmap = slicer.vtkOrientedImageData()
+            labelmap.SetExtent(*extent)
+            labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+            numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())[:] = region.ravel()
+            labelmap.SetImageToWorldMatrix(matrix)
+            # MODE_REPLACE would replace the whole segment; within the extent, MIN clears what
+            # the new mask does not hold and MAX sets what it does, outside nothing changes.
+            for mode in (logic.MODE_MERGE_MIN, logic.MODE_MERGE_MAX):
+                if not logic.SetBinaryLabelmapToSegment(labelmap, segmentationNode, segmentId, mode,
+                                                        labelmap.GetExtent()):
+                    raise LiteMedSAMError(f"Could not write the corrected slices into segment '{segmentId}'.")
 
     # ------------------------------------------------------------------ undo
     def _history(self, segmentationNode):
@@ -562,6 +583,17 @@ class LiteMedSAMLogic(_LogicBase):
         if not self.canUndo(segmentationNode):
             return False
         return bool(self._histories[segmentationNode.GetID()][1].RestorePreviousState())
+
+
+def _runs(values: Sequence[int]) -> list[tuple[int, int]]:
+    """``[(first, last), ...]`` of the runs of consecutive integers in sorted ``values``."""
+    runs: list[tuple[int, int]] = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    return runs
 
 
 def createRoiFromVoxelBox(volumeNode, boxIjk: Sequence[int], name: str = "Box"):

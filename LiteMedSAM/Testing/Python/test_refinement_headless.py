@@ -205,3 +205,18 @@ def test_clear_errors(fresh):
     logic.refine(segmentation, segmentId, positive, negative, scribbles)
     with pytest.raises(LiteMedSAMError, match="delete them before clearing"):
         logic.clearSlice(segmentation, segmentId, refinement.session.mid)
+
+
+def test_other_segments_are_untouched_by_a_correction(fresh):
+    case, refinement, (positive, negative, scribbles) = fresh
+    logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
+    other = segmentation.GetSegmentation().AddEmptySegment("", "by hand")
+    painted = np.zeros_like(case["first"])
+    painted[2:5, 90:110, 110:130] = 1  # overlaps the corrected region
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, segmentation, other, volume)
+    positive.AddControlPointWorld(*ras(volume, refinement.session.mid, 100, 120))
+    changed = logic.refine(segmentation, segmentId, positive, negative, scribbles)
+    assert refinement.session.mid in changed
+    assert np.array_equal(segmentArray(segmentation, other, volume), painted)
+    assert np.array_equal(segmentArray(segmentation, segmentId, volume), refinement.session.mask)
+    segmentation.GetSegmentation().RemoveSegment(other)
