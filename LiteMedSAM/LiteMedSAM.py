@@ -326,8 +326,6 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.scribbleEditor.setEffectNameOrder(["Paint", "Erase"])
         self.scribbleEditor.unorderedEffectsVisible = False
         self.scribbleEditor.setSwitchToSegmentationsButtonVisible(False)
-        self.scribbleEditor.setMRMLSegmentEditorNode(
-            slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "LiteMedSAM scribble editor"))
         self.ui.scribbleEditorPlaceholder.layout().addWidget(self.scribbleEditor)
         self.ui.addObjectPointButton.connect("toggled(bool)", lambda on: self.onPlacePoints(True, on))
         self.ui.addBackgroundPointButton.connect("toggled(bool)", lambda on: self.onPlacePoints(False, on))
@@ -361,6 +359,10 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.addObserver(node, event, self._onPromptsModified)
                     self._observedPrompts.append((node, event))
         if parameters.scribbles is not None:
+            editorNode = self.scribbleEditor.mrmlSegmentEditorNode()
+            if editorNode is None or editorNode.GetScene() is None:  # first use, or the scene was closed
+                editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "LiteMedSAM scribble editor")
+                self.scribbleEditor.setMRMLSegmentEditorNode(editorNode)
             self.scribbleEditor.setSegmentationNode(parameters.scribbles)
             self.scribbleEditor.setSourceVolumeNode(parameters.inputVolume)
             event = slicer.vtkSegmentation.SegmentModified

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicer
-
 import volumes as V
 from conftest import makeScene
+from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
+from LiteMedSAMLogic.refinement import OBJECT_SCRIBBLE
+
 from LiteMedSAMLib.clicks import next_click
 from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
-from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
-from LiteMedSAMLogic.refinement import OBJECT_SCRIBBLE
 
 Z0, Z1 = 8, 14
 
@@ -158,7 +158,7 @@ def test_scribble_painted_in_a_segmentation_corrects_its_slice(fresh):
 
 
 def test_hand_edits_on_other_slices_survive_a_correction(fresh):
-    case, refinement, (positive, negative, scribbles) = fresh
+    case, _, (positive, negative, scribbles) = fresh
     logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
     edited = segmentArray(segmentation, segmentId, volume)
     edited[0, :5, :5] = 1  # painted by hand far from anything
@@ -170,7 +170,7 @@ def test_hand_edits_on_other_slices_survive_a_correction(fresh):
 
 
 def test_clear_and_accept_slices(fresh):
-    case, refinement, (positive, negative, scribbles) = fresh
+    case, _, (positive, negative, scribbles) = fresh
     logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
     top = len(case["gt"]) - 1
     assert segmentArray(segmentation, segmentId, volume)[top].any()
