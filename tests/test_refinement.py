@@ -199,3 +199,26 @@ def test_a_negative_edit_trims_instead_of_erasing():
     small = np.zeros_like(current)
     small[5:35, 5:12] = True                              # a strip: under half, kept as is
     assert np.array_equal(_at_most_half(small, current, prompt), small)
+
+
+def test_scribble_as_mask_prompt(case):
+    """Models trained with scribble masks (Swin-LiteMedSAM) get positive scribbles as a mask
+    prompt on the stroke's model-space pixels; the edit still only adds near the stroke."""
+    from LiteMedSAMLib.refinement import _scribble_mask
+
+    stroke = scribble_pixels([[10, 20], [60, 20]], (170, 158))
+    mask = _scribble_mask(stroke, (170, 158), None)
+    assert mask.shape == (1, 1, 256, 256)
+    ys, xs = np.nonzero(mask[0, 0].numpy())
+    scale = 256 / 170
+    assert set(np.unique(ys)) <= {int(20 * scale), int(20 * scale) + 1}
+    assert xs.min() == int(10 * scale) and xs.max() <= int(61 * scale)
+    predictor, _, box = case
+    session = RefinementSession(predictor, box, scribble_prompt="mask")
+    session.run()
+    z = session.mid
+    before = session.mask[z].copy()
+    session.add_scribble(z, [[110, 100], [125, 110]], positive=True)
+    assert np.all(session.mask[z] >= before)
+    with pytest.raises(LiteMedSAMError, match="scribble_prompt"):
+        RefinementSession(predictor, box, scribble_prompt="paint")
