@@ -132,6 +132,7 @@ class LiteMedSAMLogic(_LogicBase):
     """
 
     maximumCachedVolumes = 2  # each keeps up to 128 slice embeddings (4 MiB each)
+    maximumRefinableSegments = 16  # each correctable segment keeps a mask of its volume's size
 
     def __init__(self) -> None:
         if _LogicBase is not object:
@@ -343,13 +344,18 @@ class LiteMedSAMLogic(_LogicBase):
         predictor.set_volume(geometry.permuteArray(job.volumeArray, job.permutation), preset=job.preset)
         self._predictors[key] = predictor
         while len(self._predictors) > self.maximumCachedVolumes:
-            self._predictors.popitem(last=False)
+            _, dropped = self._predictors.popitem(last=False)
+            # Corrections need their volume's embeddings: segments of a dropped volume are no
+            # longer correctable (segmenting them again makes them so), and memory is freed.
+            self._refinements = {key: r for key, r in self._refinements.items()
+                                 if r.session.predictor is not dropped}
         return predictor
 
     def clearCache(self) -> None:
-        """Forget cached slice embeddings and models (frees memory)."""
+        """Forget cached slice embeddings, models and correction sessions (frees memory)."""
         self._predictors.clear()
         self._models.clear()
+        self._refinements.clear()
 
     # ------------------------------------------------------------------ step 3: apply
     def applyResult(self, job: SegmentationJob, masks: Sequence[np.ndarray],
@@ -383,6 +389,8 @@ class LiteMedSAMLogic(_LogicBase):
                 self._refinements.pop(key, None)
                 if index < len(job.refinements):  # corrections start from this run's result
                     self._refinements[key] = job.refinements[index]
+                    while len(self._refinements) > self.maximumRefinableSegments:
+                        self._refinements.pop(next(iter(self._refinements)))  # the oldest
                 if task.sliceIndex is not None:
                     mask = self._replaceSlice(outputSegmentation, segmentId, volume, mask,
                                               job.axis, task.sliceIndex)

@@ -220,3 +220,20 @@ def test_other_segments_are_untouched_by_a_correction(fresh):
     assert np.array_equal(segmentArray(segmentation, other, volume), painted)
     assert np.array_equal(segmentArray(segmentation, segmentId, volume), refinement.session.mask)
     segmentation.GetSegmentation().RemoveSegment(other)
+
+
+def test_segments_of_a_dropped_volume_are_no_longer_correctable(case, tmp_path):
+    """The logic keeps the embeddings of few volumes; a segment whose volume was dropped says
+    so instead of keeping that memory alive."""
+    volume = case["volume"]
+    other = V.load(V.save(sitk.ReadImage(str(EXAMPLE_IMAGE))[:, :, 8:11], tmp_path / "other.nrrd"), "other")
+    logic = LiteMedSAMLogic()
+    logic.maximumCachedVolumes = 1
+    first = logic.process(volume, createRoiFromVoxelBox(volume, (100, 90, 3, 130, 120, 3), "A"), preset="mr",
+                          showResult=False)
+    firstId = first.GetSegmentation().GetSegmentIdBySegmentName("A")
+    assert logic.canRefine(first, firstId)
+    logic.process(other, createRoiFromVoxelBox(other, (100, 90, 1, 130, 120, 1), "B"), preset="mr", showResult=False)
+    assert not logic.canRefine(first, firstId)
+    with pytest.raises(LiteMedSAMError, match="segment its ROI first"):
+        logic.refine(first, firstId)
