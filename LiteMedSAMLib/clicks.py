@@ -107,8 +107,8 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
     steps: list[ClickStep] = []
 
     def score(click: Click | None, changed: int) -> None:
-        step = ClickStep(click, dice(session.mask, gt),
-                         normalized_surface_dice(session.mask, gt, spacing_zyx, tolerance_mm), changed)
+        mask = session.mask
+        step = ClickStep(click, dice(mask, gt), normalized_surface_dice(mask, gt, spacing_zyx, tolerance_mm), changed)
         steps.append(step)
         if on_step is not None:
             on_step(step)

@@ -172,7 +172,9 @@ class RefinementSession:
             raise LiteMedSAMError(f"scribble_prompt must be 'points' or 'mask', got {scribble_prompt!r}")
         self.scribble_prompt = scribble_prompt
         nz, h, w = predictor.shape
-        self.mask = np.zeros((nz, h, w), dtype=np.uint8)
+        # Only the box's slices can be non-zero: keep just those (a 512 x 512 x 300 volume's
+        # mask would be 78 MB per object).
+        self._slab = np.zeros((len(self.box.z_range), h, w), dtype=np.uint8)
         self.mid = middle_slice(self.box.z0, self.box.z1)
         self._mid_box = box_to_model(self.box.box2d, (h, w))
         self._boxes: dict[int, np.ndarray] = {}    # the box each propagated slice was prompted with
@@ -194,6 +196,22 @@ class RefinementSession:
     def can_undo(self) -> bool:
         return bool(self._history)
 
+    @property
+    def mask(self) -> np.ndarray:
+        """The object's mask ``[z, y, x]`` uint8 (0/1), as a new array (zero outside the box's
+        slices); :meth:`slice_mask` reads one slice without building the volume."""
+        nz, h, w = self.predictor.shape
+        full = np.zeros((nz, h, w), dtype=np.uint8)
+        full[self.box.z0:self.box.z1 + 1] = self._slab
+        return full
+
+    def slice_mask(self, z: int) -> np.ndarray:
+        """Slice ``z`` of the mask (a view; read-only by convention)."""
+        z = int(z)
+        if z in self.box.z_range:
+            return self._slab[z - self.box.z0]
+        return np.zeros(self._slab.shape[1:], dtype=np.uint8)
+
     def slice_box(self, z: int) -> np.ndarray | None:
         """The model-space box slice ``z`` was last prompted with (``None`` if never)."""
         z = int(z)
@@ -205,11 +223,11 @@ class RefinementSession:
             on_slice: Callable[[], None] | None = None) -> np.ndarray:
         """Segment the box by mid-slice propagation (identical to ``propagate_box``).
 
-        Returns the session's mask ``[z, y, x]`` uint8, a live view that later interactions
-        update in place. Forgets every correction; not undoable. ``on_slice`` is called after
+        Returns the mask ``[z, y, x]`` uint8 (see :attr:`mask`; later interactions change
+        the session, not this array). Forgets every correction; not undoable. ``on_slice`` is called after
         each slice (progress), ``should_cancel`` before each.
         """
-        self.mask[:] = 0
+        self._slab[:] = 0
         for store in (self._boxes, self._chains, self.prompts, self._history):
             store.clear()
         self.locked.clear()
@@ -272,7 +290,7 @@ class RefinementSession:
         self._begin()
         self.prompts.pop(z, None)
         self.cleared.add(z)
-        changed = {z} if self.mask[z].any() else set()
+        changed = {z} if self._slab[z - self.box.z0].any() else set()
         self._set(z, np.zeros(self.predictor.shape[1:], np.uint8), box=None, chain=None)
         return self._finish(changed | self._repropagate(z))
 
@@ -298,7 +316,7 @@ class RefinementSession:
         step = self._history.pop()
         self.prompts, self.locked, self.cleared = step.prompts, step.locked, step.cleared
         for z, (mask, box, chain) in step.slices.items():
-            self.mask[z] = mask
+            self._slab[z - self.box.z0] = mask
             self._store(z, box, chain)
         return sorted(z for z, (mask, _, _) in step.slices.items())
 
@@ -336,9 +354,9 @@ class RefinementSession:
     def _set(self, z: int, mask: np.ndarray, box: np.ndarray | None, chain: _Chain | None) -> bool:
         """Replace slice ``z``'s state (remembered for undo); return whether its mask changed."""
         if self._step is not None and z not in self._step.slices:
-            self._step.slices[z] = (self.mask[z].copy(), self._boxes.get(z), self._chains.get(z))
-        changed = not np.array_equal(self.mask[z], mask)
-        self.mask[z] = mask
+            self._step.slices[z] = (self.slice_mask(z).copy(), self._boxes.get(z), self._chains.get(z))
+        changed = not np.array_equal(self.slice_mask(z), mask)
+        self._slab[z - self.box.z0] = mask
         self._store(z, box, chain)
         return changed
 
@@ -358,7 +376,7 @@ class RefinementSession:
         if z == self.mid:
             return self._mid_box
         direction = 1 if z > self.mid else -1
-        box = box_from_mask_model(self.mask[z - direction])
+        box = box_from_mask_model(self.slice_mask(z - direction))
         return self._mid_box if box is None else box
 
     def _set_propagated(self, z: int, box: np.ndarray) -> bool:

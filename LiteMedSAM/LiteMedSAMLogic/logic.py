@@ -326,7 +326,7 @@ class LiteMedSAMLogic(_LogicBase):
         masks = []
         for box in boxes:
             session = RefinementSession(predictor, box)
-            masks.append(session.run(shouldCancel, onSlice).copy())
+            masks.append(session.run(shouldCancel, onSlice))
             job.refinements.append(SegmentRefinement(session, job.volumeNodeId, job.worldToIjk, job.axis))
         inverse = geometry.inversePermutation(job.permutation)
         return [np.ascontiguousarray(mask.transpose(inverse)) for mask in masks]
@@ -547,7 +547,7 @@ class LiteMedSAMLogic(_LogicBase):
             return
         from vtk.util import numpy_support
 
-        mask = refinement.session.mask.transpose(geometry.inversePermutation(refinement.permutation))  # [k, j, i]
+        inverse = geometry.inversePermutation(refinement.permutation)
         imageToSegmentation = _worldToParent(segmentationNode) @ np.linalg.inv(refinement.worldToIjk)
         matrix = vtk.vtkMatrix4x4()
         for r in range(4):
@@ -555,9 +555,12 @@ class LiteMedSAMLogic(_LogicBase):
                 matrix.SetElement(r, c, imageToSegmentation[r, c])
         logic = slicer.vtkSlicerSegmentationsModuleLogic
         for first, last in _runs(sorted(slices)):
-            extent = [0, mask.shape[2] - 1, 0, mask.shape[1] - 1, 0, mask.shape[0] - 1]  # i, j, k
-            extent[2 * refinement.axis], extent[2 * refinement.axis + 1] = first, last
-            region = mask[extent[4]:extent[5] + 1, extent[2]:extent[3] + 1, extent[0]:extent[1] + 1]
+            # These slices of the session's [slice, row, column] mask, back in [k, j, i] order.
+            region = np.stack([refinement.session.slice_mask(z) for z in range(first, last + 1)])
+            region = np.ascontiguousarray(region.transpose(inverse))
+            extent = [0, region.shape[2] - 1, 0, region.shape[1] - 1, 0, region.shape[0] - 1]  # i, j, k
+            extent[2 * refinement.axis] += first
+            extent[2 * refinement.axis + 1] += first
             labelmap = slicer.vtkOrientedImageData()
             labelmap.SetExtent(*extent)
             labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)

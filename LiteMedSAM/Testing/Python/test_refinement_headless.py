@@ -237,3 +237,35 @@ def test_segments_of_a_dropped_volume_are_no_longer_correctable(case, tmp_path):
     assert not logic.canRefine(first, firstId)
     with pytest.raises(LiteMedSAMError, match="segment its ROI first"):
         logic.refine(first, firstId)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_changed_slices_are_written_along_any_slicing_axis(case, axis):
+    """The writer puts session slices (along I, J or K) at the right voxels and nothing else."""
+    import types
+
+    from LiteMedSAMLogic import geometry
+
+    volume, logic = case["volume"], case["logic"]
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    segmentId = segmentation.GetSegmentation().AddEmptySegment("target")
+    shape = case["first"].shape  # [k, j, i]
+    before = np.zeros(shape, np.uint8)
+    before[1:6, 20:150, 20:140] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(before, segmentation, segmentId, volume)
+    rng = np.random.default_rng(axis)
+    wanted = (rng.random(shape) > 0.5).astype(np.uint8)  # [k, j, i]
+    permuted = geometry.permuteArray(wanted, geometry.slicingPermutation(axis))
+    refinement = types.SimpleNamespace(
+        session=types.SimpleNamespace(slice_mask=lambda z: permuted[z]), axis=axis,
+        permutation=geometry.slicingPermutation(axis), worldToIjk=case["logic"]._refinement(
+            case["segmentation"], case["segmentId"]).worldToIjk)
+    slices = [2, 3, 5]
+    logic._writeSlices(segmentation, segmentId, refinement, slices)
+    expected = before.copy()
+    index = [slice(None)] * 3
+    index[2 - axis] = slices
+    expected[tuple(index)] = wanted[tuple(index)]
+    assert np.array_equal(segmentArray(segmentation, segmentId, volume), expected)
+    slicer.mrmlScene.RemoveNode(segmentation)
