@@ -171,7 +171,7 @@ class RefinementSession:
         if scribble_prompt not in ("points", "mask"):
             raise LiteMedSAMError(f"scribble_prompt must be 'points' or 'mask', got {scribble_prompt!r}")
         self.scribble_prompt = scribble_prompt
-        nz, h, w = predictor.shape
+        _, h, w = predictor.shape
         # Only the box's slices can be non-zero: keep just those (a 512 x 512 x 300 volume's
         # mask would be 78 MB per object).
         self._slab = np.zeros((len(self.box.z_range), h, w), dtype=np.uint8)
