@@ -33,7 +33,9 @@ local edit of the slice's current mask:
    segmented with a box centred on it (a quarter, then half the size of the slice's box:
    boxes are what the model follows) and its component at the prompt is added to the mask
    (positive) or taken out of it (negative);
-4. a negative prompt that would take away more than half of the slice's mask only trims the
+4. a positive prompt never adds more than the area of the slice's box at once (a candidate
+   that would is passed over: the model is segmenting something else);
+5. a negative prompt that would take away more than half of the slice's mask only trims the
    part around it (pixels nearer to it than to the rest of the mask, within the mask's
    inscribed radius there): one background point should trim, not erase the object.
 
@@ -428,6 +430,8 @@ class RefinementSession:
         else:
             candidates = self._candidates(z, box, points, labels, chain.logits)
         current = current.astype(bool)
+        if prompt.positive:
+            candidates = self._no_larger_than_box(candidates, prompt, current, box)
         candidate = _first_agreeing(candidates, prompt)
         if candidate is not None:
             if prompt.positive:
@@ -436,7 +440,10 @@ class RefinementSession:
             return (current & ~removed).astype(np.uint8)
         # The point-prompted outputs ignore this prompt: segment "the thing under it" with a
         # box around it (boxes are what the model follows) and add it, or take it away.
-        local = _first_agreeing(self._local_box_candidates(z, chain.box, prompt), prompt, want_inside=True)
+        local_candidates = self._local_box_candidates(z, chain.box, prompt)
+        if prompt.positive:
+            local_candidates = self._no_larger_than_box(local_candidates, prompt, current, box)
+        local = _first_agreeing(local_candidates, prompt, want_inside=True)
         if local is None:
             return current.astype(np.uint8)
         if prompt.positive:
@@ -452,6 +459,16 @@ class RefinementSession:
         for mask_input in prompts:
             for pred in self.predictor.predict_multimask(z, box, points, labels, mask_input)[:2]:
                 yield pred.mask.astype(bool)
+
+    def _no_larger_than_box(self, candidates, prompt: Prompt, current: np.ndarray, box: np.ndarray):
+        """Drop candidates whose part that a positive prompt would add is larger than the
+        slice's box: the object was to fit in that box, so such a candidate is the model
+        segmenting something else (measured: one such click cost a small structure 0.13 DSC)."""
+        scale = max(current.shape) / MODEL_INPUT_SIZE
+        area = (box[2] - box[0]) * (box[3] - box[1]) * scale * scale
+        for candidate in candidates:
+            if np.count_nonzero(components_touching(candidate, prompt.pixels) & ~current) <= area:
+                yield candidate
 
     def _local_box_candidates(self, z: int, box: np.ndarray, prompt: Prompt):
         """Box prompts centred on ``prompt``, a quarter and half the size of the slice's box."""

@@ -222,3 +222,16 @@ def test_scribble_as_mask_prompt(case):
     assert np.all(session.mask[z] >= before)
     with pytest.raises(LiteMedSAMError, match="scribble_prompt"):
         RefinementSession(predictor, box, scribble_prompt="paint")
+
+
+def test_a_positive_edit_larger_than_the_box_is_passed_over(session):
+    current = np.zeros((170, 158), bool)
+    current[100:110, 120:130] = True
+    box = np.array([160.0, 150.0, 200.0, 190.0])  # model space: about 26 x 26 pixels of this slice
+    prompt = Prompt(np.array([[131, 105]]), True)
+    small = current.copy()
+    small[100:110, 130:135] = True                  # adds 50 pixels next to the click
+    huge = np.zeros_like(current)
+    huge[60:160, 100:150] = True                    # adds ~4900 pixels
+    kept = list(session._no_larger_than_box(iter([huge, small]), prompt, current, box))
+    assert len(kept) == 1 and kept[0] is small
