@@ -397,9 +397,12 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         parameters = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("LiteMedSAM could not apply the correction."), waitCursor=True):
+            # The corrected slice first (shown at once), its neighbours right after.
             start = time.perf_counter()
             changed = self.logic.refine(segmentation, segmentId, parameters.objectPoints,
-                                        parameters.backgroundPoints, parameters.scribbles)
+                                        parameters.backgroundPoints, parameters.scribbles, propagate=False)
+            slicer.app.processEvents()
+            changed = sorted(set(changed) | set(self.logic.propagatePending(segmentation, segmentId)))
             if changed:
                 self.ui.statusLabel.text = _("Corrected slices {first}-{last} ({ms:.0f} ms).").format(
                     first=changed[0], last=changed[-1], ms=1000 * (time.perf_counter() - start))

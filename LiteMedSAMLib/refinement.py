@@ -187,6 +187,10 @@ class RefinementSession:
         self._history: list[_Step] = []
         self._step: _Step | None = None
         self._started = False
+        # With defer_propagation, an interaction corrects its own slice only and the outward
+        # propagation waits for propagate_pending() (a viewer shows the clicked slice first).
+        self.defer_propagation = False
+        self._pending: set[int] = set()
 
     # ----------------------------------------------------------------------------- queries
     @property
@@ -234,6 +238,7 @@ class RefinementSession:
             store.clear()
         self.locked.clear()
         self.cleared.clear()
+        self._pending.clear()
         for z in sweep_order(self.box.z0, self.box.z1):
             _check_cancel(should_cancel)
             self._set_propagated(z, self._base_box(z))
@@ -294,7 +299,7 @@ class RefinementSession:
         self.cleared.add(z)
         changed = {z} if self._slab[z - self.box.z0].any() else set()
         self._set(z, np.zeros(self.predictor.shape[1:], np.uint8), box=None, chain=None)
-        return self._finish(changed | self._repropagate(z))
+        return self._finish(changed | self._outward(z))
 
     def lock(self, z: int) -> list[int]:
         """Accept slice ``z`` as it is: later propagation never changes it."""
@@ -311,10 +316,26 @@ class RefinementSession:
         self.cleared.discard(z)
         return self._finish(set() if z in self.anchors else self._resegment(z))
 
+    def propagate_pending(self) -> list[int]:
+        """Run the propagation that ``defer_propagation`` held back; returns the slices it
+        changed. It belongs to the interaction that deferred it (one undo step)."""
+        if not self._pending:
+            return []
+        pending, self._pending = sorted(self._pending), set()
+        self._step = self._history[-1]
+        try:
+            changed: set[int] = set()
+            for z in pending:
+                changed |= self._repropagate(z)
+        finally:
+            self._step = None
+        return sorted(changed)
+
     def undo(self) -> list[int]:
         """Undo the last interaction; returns the slices whose mask went back."""
         if not self._history:
             raise LiteMedSAMError("nothing to undo")
+        self._pending.clear()  # a deferred propagation of the undone step never happens
         step = self._history.pop()
         self.prompts, self.locked, self.cleared = step.prompts, step.locked, step.cleared
         for z, (mask, box, chain) in step.slices.items():
@@ -339,6 +360,7 @@ class RefinementSession:
             raise LiteMedSAMError(f"point ({x}, {y}) is outside the slice (width {w}, height {h})")
 
     def _begin(self) -> None:
+        self.propagate_pending()  # the previous interaction completes first
         self._step = _Step(dict(self.prompts), set(self.locked), set(self.cleared))
 
     def _finish(self, changed: set[int]) -> list[int]:
@@ -392,7 +414,13 @@ class RefinementSession:
             changed = self._set_propagated(z, box)
         else:
             changed = self._set_corrected(z, box, prompts)
-        return ({z} if changed else set()) | self._repropagate(z)
+        return ({z} if changed else set()) | self._outward(z)
+
+    def _outward(self, z: int) -> set[int]:
+        if self.defer_propagation:
+            self._pending.add(z)
+            return set()
+        return self._repropagate(z)
 
     def _set_corrected(self, z: int, box: np.ndarray, prompts: list[Prompt]) -> bool:
         old = self._chains.get(z)

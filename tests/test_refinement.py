@@ -235,3 +235,27 @@ def test_a_positive_edit_larger_than_the_box_is_passed_over(session):
     huge[60:160, 100:150] = True                    # adds ~4900 pixels
     kept = list(session._no_larger_than_box(iter([huge, small]), prompt, current, box))
     assert len(kept) == 1 and kept[0] is small
+
+
+def test_deferred_propagation_gives_the_same_result_in_two_steps(case, session):
+    """A viewer can show the clicked slice first: the slice alone, then the propagation, end
+    where an immediate correction ends, and undo takes back both as one step."""
+    predictor, gt, box = case
+    immediate = RefinementSession(predictor, box)
+    immediate.run()
+    z = session.mid + 1
+    click = next_click(session.mask[z][None], gt[z][None])
+    expected_changed = immediate.add_point(z, click.x, click.y, click.positive)
+    assert len(expected_changed) > 1
+    before = session.mask
+    session.defer_propagation = True
+    first = session.add_point(z, click.x, click.y, click.positive)
+    assert first == [z]
+    after_first = session.mask
+    assert all(np.array_equal(after_first[k], before[k]) for k in range(len(gt)) if k != z)
+    rest = session.propagate_pending()
+    assert sorted(first + rest) == expected_changed
+    assert np.array_equal(session.mask, immediate.mask)
+    assert session.propagate_pending() == []
+    session.undo()
+    assert np.array_equal(session.mask, before)

@@ -478,7 +478,7 @@ class LiteMedSAMLogic(_LogicBase):
         return nodes[0], nodes[1], scribbles
 
     def refine(self, segmentationNode, segmentId: str, objectPoints=None, backgroundPoints=None,
-               scribbles=None) -> list[int]:
+               scribbles=None, propagate: bool = True) -> list[int]:
         """Correct a LiteMedSAM segment with the points and scribbles in these nodes.
 
         Args:
@@ -491,9 +491,24 @@ class LiteMedSAMLogic(_LogicBase):
         segment (other slices, also ones edited by hand, stay as they are). No encoder runs:
         the slice embeddings of the run are reused. Returns the changed slice indices (along
         the slicing axis); each call is one step of :meth:`undoRefinement`.
+
+        With ``propagate=False`` only the corrected slices are updated (the GUI shows them at
+        once); :meth:`propagatePending` then updates their neighbours, as part of the same step.
         """
         refinement = self._refinement(segmentationNode, segmentId)
-        changed = refinement.sync(objectPoints, backgroundPoints, scribbles)
+        refinement.session.defer_propagation = not propagate
+        try:
+            changed = refinement.sync(objectPoints, backgroundPoints, scribbles)
+        finally:
+            refinement.session.defer_propagation = False
+        self._writeSlices(segmentationNode, segmentId, refinement, changed)
+        return changed
+
+    def propagatePending(self, segmentationNode, segmentId: str) -> list[int]:
+        """Finish a ``refine(..., propagate=False)``: propagate to the neighbouring slices and
+        write those that change; returns them."""
+        refinement = self._refinement(segmentationNode, segmentId)
+        changed = refinement.session.propagate_pending()
         self._writeSlices(segmentationNode, segmentId, refinement, changed)
         return changed
 

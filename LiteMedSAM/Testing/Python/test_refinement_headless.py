@@ -269,3 +269,20 @@ def test_changed_slices_are_written_along_any_slicing_axis(case, axis):
     expected[tuple(index)] = wanted[tuple(index)]
     assert np.array_equal(segmentArray(segmentation, segmentId, volume), expected)
     slicer.mrmlScene.RemoveNode(segmentation)
+
+
+def test_refine_in_two_steps_writes_what_refine_writes(fresh):
+    case, refinement, (positive, negative, scribbles) = fresh
+    logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
+    z = refinement.session.mid + 1
+    before = segmentArray(segmentation, segmentId, volume)
+    positive.AddControlPointWorld(*ras(volume, z, 100, 120))
+    first = logic.refine(segmentation, segmentId, positive, negative, scribbles, propagate=False)
+    assert first == [z]
+    shown = segmentArray(segmentation, segmentId, volume)
+    assert all(np.array_equal(shown[k], before[k]) for k in range(len(before)) if k != z)
+    rest = logic.propagatePending(segmentation, segmentId)
+    assert rest and z not in rest
+    assert np.array_equal(segmentArray(segmentation, segmentId, volume), refinement.session.mask)
+    logic.undoRefinement(segmentation, segmentId)  # both steps at once
+    assert np.array_equal(segmentArray(segmentation, segmentId, volume), before)
