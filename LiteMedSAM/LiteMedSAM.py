@@ -333,6 +333,16 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.clearSliceButton.connect("clicked(bool)", lambda: self.onSliceAction(accept=False))
         self.ui.undoCorrectionButton.connect("clicked(bool)", self.onUndoCorrection)
         self.ui.correctSegmentComboBox.connect("currentIndexChanged(int)", lambda i: self._updateCorrectionGui())
+        interactionNode = slicer.app.applicationLogic().GetInteractionNode()
+        self.addObserver(interactionNode, interactionNode.InteractionModeChangedEvent, self._onInteractionModeChanged)
+
+    def _onInteractionModeChanged(self, caller=None, event=None) -> None:
+        """Placement ended (right-click, Esc, another tool): show the point buttons as off."""
+        if caller.GetCurrentInteractionMode() != caller.Place:
+            for button in (self.ui.addObjectPointButton, self.ui.addBackgroundPointButton):
+                wasBlocked = button.blockSignals(True)
+                button.checked = False
+                button.blockSignals(wasBlocked)
 
     def _correctionTarget(self):
         """``(segmentation node, segment ID)`` chosen for correction, or ``(None, "")``."""
@@ -441,7 +451,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for segmentId in segmentation.GetSegmentation().GetSegmentIDs():
                 if self.logic.canRefine(segmentation, segmentId):
                     combo.addItem(segmentation.GetSegmentation().GetSegment(segmentId).GetName(), segmentId)
-        combo.currentIndex = max(combo.findData(current), 0) if combo.count else -1
+        combo.currentIndex = max(combo.findData(current), 0) if current and combo.count else (0 if combo.count else -1)
         combo.blockSignals(wasBlocked)
         target = self._correctionTarget()
         can = self._run is None and target[0] is not None
