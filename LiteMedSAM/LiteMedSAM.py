@@ -68,6 +68,9 @@ CVPR 2024 "MedSAM on laptop" baseline) runs on the CPU.
 <li>Click <b>Place box</b> and draw a box (ROI) around each structure in a slice view.</li>
 <li>Click <b>Segment current slice</b> (the slice shown in the selected view) or
 <b>Segment volume</b> (all slices of each box). Each box becomes its own segment.</li>
+<li>To fix a segment, open <b>Correct</b>: click <b>Object points</b> or <b>Background points</b>
+and click where the segment misses something or covers too much, or paint scribbles; the
+segment follows each change (no image encoding), and <b>Undo correction</b> takes it back.</li>
 </ol>
 The first run offers to install PyTorch, OpenCV and the model weights.
 See the <a href="https://github.com/litemedsam/SlicerLiteMedSAM/blob/main/LiteMedSAM/README.md">module documentation</a>.
