@@ -122,9 +122,10 @@ def render_boxes(output: Path) -> None:
 def render_correction(output: Path) -> None:
     import vtk
     from conftest import makeScene
+    from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
+
     from LiteMedSAMLib.clicks import next_click
     from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
-    from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
 
     makeScene()
     volume = _load(sitk.ReadImage(str(EXAMPLE_IMAGE)), "example")
