@@ -259,3 +259,20 @@ def test_deferred_propagation_gives_the_same_result_in_two_steps(case, session):
     assert session.propagate_pending() == []
     session.undo()
     assert np.array_equal(session.mask, before)
+
+
+def test_replace_correction_is_the_single_output_re_prompt(case):
+    """The baseline of the click table: the slice becomes the single output prompted with the
+    box, the points and the box result's logits."""
+    from LiteMedSAMLib.preprocessing import points_to_model
+
+    predictor, _, box = case
+    session = RefinementSession(predictor, box, correction="replace")
+    session.run()
+    z = session.mid
+    base = predictor.predict_model_box(z, session.slice_box(z))
+    session.add_point(z, 120, 100, positive=True)
+    points = points_to_model(np.array([[120.0, 100.0]]), predictor.shape[1:])
+    box_model = session._box_with(session.slice_box(z), session.prompts[z])
+    expected = predictor.predict_model_box(z, box_model, points, np.array([1]), base.low_res_logits).mask
+    assert np.array_equal(session.slice_mask(z), expected)
