@@ -173,6 +173,10 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         if self._run is not None:
             self._run.cancel()
+        for node, promptEvent in self._observedPrompts:
+            self.removeObserver(node, promptEvent, self._onPromptsModified)
+        self._observedPrompts = []
+        self.logic.forgetScene()  # node IDs are reused by the next scene
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -296,6 +300,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay(_("LiteMedSAM could not write the result."), waitCursor=True):
                 segmentation = self.logic.applyResult(job, run.result, self._parameterNode.outputSegmentation)
                 self._parameterNode.outputSegmentation = segmentation
+                self._ensurePromptNodes()  # the new segments can be corrected: points and scribbles ready
                 self.ui.statusLabel.text = _("Segmented {count} box(es).").format(count=len(job.tasks))
         elif state == CANCELLED:
             self.ui.statusLabel.text = _("Cancelled; the segmentation was not changed.")

@@ -351,6 +351,14 @@ class LiteMedSAMLogic(_LogicBase):
                                  if r.session.predictor is not dropped}
         return predictor
 
+    def forgetScene(self) -> None:
+        """Forget everything tied to the scene's nodes (slice embeddings, correction sessions,
+        undo states): call it when the scene closes, since the next scene reuses node IDs.
+        Loaded models are kept."""
+        self._predictors.clear()
+        self._refinements.clear()
+        self._histories.clear()
+
     def clearCache(self) -> None:
         """Forget cached slice embeddings, models and correction sessions (frees memory)."""
         self._predictors.clear()

@@ -286,3 +286,16 @@ def test_refine_in_two_steps_writes_what_refine_writes(fresh):
     assert np.array_equal(segmentArray(segmentation, segmentId, volume), refinement.session.mask)
     logic.undoRefinement(segmentation, segmentId)  # both steps at once
     assert np.array_equal(segmentArray(segmentation, segmentId, volume), before)
+
+
+def test_forgetting_the_scene_ends_corrections(case, tmp_path):
+    """A closed scene's node IDs come back in the next scene: nothing may stay correctable."""
+    volume = case["volume"]
+    logic = LiteMedSAMLogic()
+    segmentation = logic.process(volume, createRoiFromVoxelBox(volume, (100, 90, 3, 130, 120, 3), "C"),
+                                 preset="mr", showResult=False)
+    segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("C")
+    assert logic.canRefine(segmentation, segmentId) and logic.canUndo(segmentation)
+    logic.forgetScene()
+    assert not logic.canRefine(segmentation, segmentId) and not logic.canUndo(segmentation)
+    assert logic._models  # the model stays loaded
