@@ -613,9 +613,12 @@ class LiteMedSAMLogic(_LogicBase):
         return bool(entry) and entry[1].IsRestorePreviousStateAvailable()
 
     def undo(self, segmentationNode) -> bool:
-        """Restore the segmentation as it was before the last LiteMedSAM run on it."""
+        """Restore the segmentation as it was before the last LiteMedSAM run on it.
+
+        Its segments stop being correctable (their sessions describe what was undone)."""
         if not self.canUndo(segmentationNode):
             return False
+        self._refinements = {key: r for key, r in self._refinements.items() if key[0] != segmentationNode.GetID()}
         return bool(self._histories[segmentationNode.GetID()][1].RestorePreviousState())
 
 

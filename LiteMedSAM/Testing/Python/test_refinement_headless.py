@@ -299,3 +299,9 @@ def test_forgetting_the_scene_ends_corrections(case, tmp_path):
     logic.forgetScene()
     assert not logic.canRefine(segmentation, segmentId) and not logic.canUndo(segmentation)
     assert logic._models  # the model stays loaded
+    again = logic.process(volume, createRoiFromVoxelBox(volume, (100, 90, 3, 130, 120, 3), "D"),
+                          preset="mr", showResult=False)
+    againId = again.GetSegmentation().GetSegmentIdBySegmentName("D")
+    assert logic.canRefine(again, againId)
+    assert logic.undo(again)  # undoing the run also ends its segments' corrections
+    assert not logic.canRefine(again, againId)
