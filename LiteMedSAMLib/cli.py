@@ -4,6 +4,7 @@ Examples::
 
     litemedsam segment ct.nii.gz --box 120 90 40 210 180 75 --name liver -o liver.seg.nrrd
     litemedsam segment dicom_folder/ --roi tumor.mrk.json --preset ct -o tumor.nii.gz
+    litemedsam segment ct.nii.gz --box 120 90 40 210 180 75 --point 150 130 60 -o liver.seg.nrrd
     litemedsam evaluate liver.seg.nrrd liver_truth.nii.gz --json
     litemedsam evaluate-clicks ct.nii.gz organs.nii.gz --clicks 5 --json
     litemedsam models
@@ -92,6 +93,20 @@ def _boxes_from_args(args: argparse.Namespace, image, is_2d: bool):
     return named
 
 
+def _points_from_args(args: argparse.Namespace, is_2d: bool) -> list[tuple[float, float, float, bool]]:
+    """``--point`` and ``--background-point`` as ``(x, y, z, positive)``, object points first."""
+    points = []
+    for option, positive in (("point", True), ("background_point", False)):
+        for value in getattr(args, option, None) or []:
+            if is_2d and len(value) == 2:
+                value = [*value, 0.0]
+            if len(value) != 3 or (is_2d and value[2] != 0):
+                raise LiteMedSAMError(f"a point is {'X Y' if is_2d else 'X Y Z'} (voxel indices), got "
+                                      f"{' '.join(f'{v:g}' for v in value)}")
+            points.append((value[0], value[1], value[2], positive))
+    return points
+
+
 def _unique(names: Sequence[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
@@ -105,13 +120,15 @@ def _unique(names: Sequence[str]) -> list[str]:
 def segment_image(image, boxes, *, model_name: str | None = None, weights: str | None = None,
                   preset: str = "auto", window: tuple[float, float] | None = None,
                   slice_index: int | None = None, progress=None, should_cancel=None,
-                  mode: str | None = None, threads: int | None = None):
+                  mode: str | None = None, threads: int | None = None, points=()):
     """Segment a SimpleITK image inside each :class:`~LiteMedSAMLib.boxes.Box3D`.
 
     Returns ``(masks, predictor)``: one uint8 mask per box with the image's array shape
     (``[z, y, x]``; ``[y, x]`` for a 2D image), and the predictor (for its normalised slices).
     With ``slice_index`` only that slice is segmented, with each box's x/y extent.
     ``mode`` is a backend mode (see :mod:`LiteMedSAMLib.backends`; default ``exact``).
+    ``points``: corrections ``(x, y, z, positive)`` in voxel indices (``z`` 0 for a 2D image),
+    each applied, in order, to the one box that contains it (see :mod:`~LiteMedSAMLib.refinement`).
     """
     import SimpleITK as sitk
 
@@ -124,7 +141,9 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
     array = sitk.GetArrayFromImage(image)
     predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
     predictor.set_volume(array, preset=preset, window=window)
-    if slice_index is not None:
+    if points:
+        masks = _segment_with_points(predictor, boxes, points, slice_index, progress, should_cancel)
+    elif slice_index is not None:
         predictor.check_slice(slice_index)
         boxes = validate_boxes(boxes, predictor.shape)
         for i, box in enumerate(boxes, start=1):
@@ -147,6 +166,40 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
     return masks, predictor
 
 
+def _segment_with_points(predictor, boxes, points, slice_index, progress, should_cancel):
+    """Each box as a refinement session (its box run, then its points in order)."""
+    from .boxes import Box3D
+    from .propagation import slice_counter, validate_boxes
+    from .refinement import RefinementSession
+
+    boxes = validate_boxes(boxes, predictor.shape)
+    if slice_index is not None:
+        predictor.check_slice(slice_index)
+        for i, box in enumerate(boxes, start=1):
+            if not box.z0 <= slice_index <= box.z1:
+                raise LiteMedSAMError(f"--slice {slice_index} is outside box {i}'s slices {box.z0}..{box.z1}")
+        boxes = [Box3D(b.x0, b.y0, slice_index, b.x1, b.y1, slice_index) for b in boxes]
+    owner = []
+    for x, y, z, positive in points:
+        inside = [i for i, b in enumerate(boxes) if b.x0 <= x <= b.x1 and b.y0 <= y <= b.y1 and b.z0 <= z <= b.z1]
+        what = f"{'object' if positive else 'background'} point ({x:g}, {y:g}, {z:g})"
+        if len(inside) != 1:
+            where = "no box" if not inside else "boxes " + ", ".join(str(i + 1) for i in inside)
+            raise LiteMedSAMError(f"{what} lies in {where}; each point must lie in exactly one box "
+                                  "(inclusive voxel indices)")
+        owner.append(inside[0])
+    on_slice = slice_counter(boxes, progress)
+    masks = []
+    for i, box in enumerate(boxes):
+        session = RefinementSession(predictor, box)
+        session.run(should_cancel, on_slice)
+        for (x, y, z, positive), j in zip(points, owner):
+            if j == i:
+                session.add_point(int(round(z)), x, y, positive)
+        masks.append(session.mask)
+    return masks
+
+
 def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None:
     for source in inputs:
         if source.exists() and output.resolve() == source.resolve():
@@ -165,11 +218,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
     named = _boxes_from_args(args, image, info.dimension == 2)
     names = _unique([n for n, _ in named])
     window = tuple(args.window) if args.window else None
+    points = _points_from_args(args, info.dimension == 2)
     start = time.perf_counter()
     masks, predictor = segment_image(
         image, [b for _, b in named], model_name=args.model, weights=args.weights,
         preset=args.preset, window=window, slice_index=args.slice,
-        progress=ProgressBar("Segmenting", enabled=not args.quiet), mode=args.mode, threads=args.threads)
+        progress=ProgressBar("Segmenting", enabled=not args.quiet), mode=args.mode, threads=args.threads,
+        points=points)
     elapsed = time.perf_counter() - start
     warning = write_segmentation(output, masks, image, names)
     if warning:
@@ -414,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--roi", action="append", metavar="FILE.mrk.json",
                      help="Slicer markups ROI file (any orientation, LPS or RAS); repeatable")
     seg.add_argument("--name", action="append", help="segment name, one per box in order (--box, --box-mm, --roi)")
+    seg.add_argument("--point", nargs="+", type=float, action="append", metavar="N",
+                     help="object point X Y Z (voxel indices; X Y for 2D) to correct the box that holds it")
+    seg.add_argument("--background-point", nargs="+", type=float, action="append", metavar="N",
+                     help="background point X Y Z: where the box's result covers too much")
     seg.add_argument("-o", "--output", required=True,
                      help="output .seg.nrrd (Slicer segmentation) or labelmap (.nii.gz, .nrrd, .mha)")
     seg.add_argument("--preset", default="auto", choices=PRESETS, help=PRESET_HELP)

@@ -169,6 +169,12 @@ def test_models_lists_the_installed_default(capsys):
     (lambda p, t: ["segment", str(p), "--box", "5", "5", "60", "50", "50", "70", "-o", str(t / "o.nii.gz")], "outside"),
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "--slice", "40", "-o", str(t / "o.nii.gz")], "out of range"),
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "-o", str(t / "o.txt")], "suffix|extension|\\.txt"),
+    (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "--point", "30", "100", "-o", str(t / "o.nii.gz")],
+     "a point is X Y Z"),
+    (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "--point", "100", "100", "11", "-o", str(t / "o.nii.gz")],
+     r"object point \(100, 100, 11\) lies in no box"),
+    (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "--box", *LOBE_BOX, "--background-point", "30", "100", "11",
+                   "-o", str(t / "o.nii.gz")], "lies in boxes 1, 2"),
 ])
 def test_bad_command_lines_give_clear_errors(oblique_image, tmp_path, capsys, make_args, message):
     assert main(make_args(oblique_image, tmp_path)) == 2
@@ -229,3 +235,24 @@ def test_2d_rgb_png(tmp_path):
     assert mask.shape == (90, 140)
     assert dice(mask > 0, disc) > 0.9
     assert main(["segment", str(png), "--box", "40", "15", "1", "100", "75", "1", "-o", str(tmp_path / "x.nrrd")]) == 2
+
+
+def test_points_correct_the_box_they_lie_in(oblique_image, tmp_path):
+    """--point / --background-point: the box's run, then each point as a correction, exactly
+    as a RefinementSession does it."""
+    from LiteMedSAMLib.backends import make_predictor
+    from LiteMedSAMLib.boxes import Box3D
+    from LiteMedSAMLib.refinement import RefinementSession
+
+    out = tmp_path / "corrected.nii.gz"
+    assert main(["segment", str(oblique_image), "--box", *LOBE_BOX, "--preset", "mr", "--point", "40", "118", "11",
+                 "--background-point", "25", "95", "11", "-o", str(out), "-q"]) == 0
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(out))) > 0
+    predictor = make_predictor()
+    predictor.set_volume(sitk.GetArrayFromImage(sitk.ReadImage(str(oblique_image))), "mr")
+    session = RefinementSession(predictor, Box3D(*map(int, LOBE_BOX)))
+    plain = session.run()
+    session.add_point(11, 40, 118, True)
+    session.add_point(11, 25, 95, False)
+    np.testing.assert_array_equal(written, session.mask > 0)
+    assert not np.array_equal(written, plain > 0)  # the points changed something
