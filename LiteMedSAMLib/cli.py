@@ -195,7 +195,7 @@ def _segment_with_points(predictor, boxes, points, slice_index, progress, should
         session.run(should_cancel, on_slice)
         for (x, y, z, positive), j in zip(points, owner):
             if j == i:
-                session.add_point(int(round(z)), x, y, positive)
+                session.add_point(round(z), x, y, positive)
         masks.append(session.mask)
     return masks
 
