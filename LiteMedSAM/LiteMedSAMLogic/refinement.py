@@ -52,6 +52,7 @@ class SegmentRefinement:
     applied: dict[int, list[tuple]] = field(default_factory=dict)  # slice -> prompt keys in order
     prompts: dict[tuple, Prompt] = field(default_factory=dict)      # key -> the Prompt given
     steps: list[_Interaction] = field(default_factory=list)
+    _paintedCache: dict = field(default_factory=dict)  # scribble segment ID -> (key, voxels)
 
     @property
     def permutation(self) -> tuple[int, int, int]:
@@ -102,10 +103,10 @@ class SegmentRefinement:
             segmentId = segmentation.GetSegmentIdBySegmentName(name)
             if not segmentId:
                 continue
-            painted = slicer.util.arrayFromSegmentBinaryLabelmap(scribbleNode, segmentId, volume)
-            if painted is None or not np.any(painted):
+            painted = self._painted(scribbleNode, segmentId, volume)
+            if painted is None:
                 continue
-            painted = geometry.permuteArray(np.asarray(painted) > 0, self.permutation)
+            painted = geometry.permuteArray(painted, self.permutation)
             box = self.session.box
             for z in np.nonzero(painted.reshape(len(painted), -1).any(1))[0]:
                 if int(z) not in box.z_range:
@@ -120,6 +121,29 @@ class SegmentRefinement:
                     self.prompts.setdefault(key, Prompt(pixels, positive))
                     found.setdefault(int(z), []).append(key)
         return found
+
+    def _painted(self, scribbleNode, segmentId: str, volume):
+        """The painted voxels of a scribble segment ``[k, j, i]``, or None when it is empty.
+
+        Reading a segment as a volume-sized array costs ~0.3 s on a 512 x 512 x 300 CT, and
+        every correction reads the scribbles: an empty segment is recognised from its
+        labelmap's extent, and an unchanged one (same modification time) is not read again.
+        """
+        segment = scribbleNode.GetSegmentation().GetSegment(segmentId)
+        name = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+        labelmap = segment.GetRepresentation(name) if segment is not None else None
+        if labelmap is None:
+            return None
+        extent = labelmap.GetExtent()
+        if extent[0] > extent[1] or extent[2] > extent[3] or extent[4] > extent[5]:
+            return None
+        key = (scribbleNode.GetID(), segmentId, labelmap.GetMTime(), segment.GetLabelValue())
+        cached = self._paintedCache.get(segmentId)
+        if cached is None or cached[0] != key:
+            painted = slicer.util.arrayFromSegmentBinaryLabelmap(scribbleNode, segmentId, volume)
+            painted = None if painted is None or not np.any(painted) else np.asarray(painted) > 0
+            self._paintedCache[segmentId] = cached = (key, painted)
+        return cached[1]
 
     # ------------------------------------------------------------------ sync & undo
     def sync(self, positiveNode=None, negativeNode=None, scribbleNode=None) -> list[int]:
