@@ -305,3 +305,24 @@ def test_forgetting_the_scene_ends_corrections(case, tmp_path):
     assert logic.canRefine(again, againId)
     assert logic.undo(again)  # undoing the run also ends its segments' corrections
     assert not logic.canRefine(again, againId)
+
+
+def test_scribbles_are_read_on_the_volume_grid_without_resampling(fresh):
+    case, refinement, (_, _, scribbles) = fresh
+    volume = case["volume"]
+    painted = np.zeros_like(case["first"])
+    painted[2, 100:104, 110:140] = 1
+    painted[4, 90:92, 100:130] = 1
+    scribbleId = scribbles.GetSegmentation().GetSegmentIdBySegmentName(OBJECT_SCRIBBLE)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, scribbles, scribbleId, volume)
+    labelmap = scribbles.GetSegmentation().GetSegment(scribbleId).GetRepresentation("Binary labelmap")
+    assert refinement._regionOnVolumeGrid(scribbles, labelmap, 1, volume) is not None  # no resampling
+    slices = refinement._painted(scribbles, scribbleId, volume)
+    assert sorted(slices) == [2, 4]
+    for z, pixels in slices.items():
+        assert np.array_equal(pixels, painted[z] > 0)
+    # The resampling path (another grid) gives the same slices.
+    whole = slicer.util.arrayFromSegmentBinaryLabelmap(scribbles, scribbleId, volume) > 0
+    resampled = refinement._slicesOf(np.zeros(3, int), whole)
+    assert sorted(resampled) == [2, 4] and all(np.array_equal(resampled[z], slices[z]) for z in slices)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(np.zeros_like(painted), scribbles, scribbleId, volume)
