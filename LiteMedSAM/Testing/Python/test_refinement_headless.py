@@ -326,3 +326,18 @@ def test_scribbles_are_read_on_the_volume_grid_without_resampling(fresh):
     resampled = refinement._slicesOf(np.zeros(3, int), whole)
     assert sorted(resampled) == [2, 4] and all(np.array_equal(resampled[z], slices[z]) for z in slices)
     slicer.util.updateSegmentBinaryLabelmapFromArray(np.zeros_like(painted), scribbles, scribbleId, volume)
+
+
+def test_accept_and_clear_act_on_the_slice_a_view_shows(fresh):
+    case, refinement, _ = fresh
+    logic, segmentation, segmentId, volume = case["logic"], case["segmentation"], case["segmentId"], case["volume"]
+    view = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSliceNode")
+    view.SetOrientation("Axial")
+    view.JumpSliceByCentering(*ras(volume, 4, 100, 100))  # the volume is tilted 20 degrees
+    assert logic.sliceIndexInView(segmentation, segmentId, view) == 4
+    logic.acceptSlice(segmentation, segmentId, logic.sliceIndexInView(segmentation, segmentId, view))
+    assert refinement.session.locked == {4}
+    view.SetOrientation("Sagittal")
+    with pytest.raises(LiteMedSAMError, match="does not show slices along K"):
+        logic.sliceIndexInView(segmentation, segmentId, view)
+    slicer.mrmlScene.RemoveNode(view)
