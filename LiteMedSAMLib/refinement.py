@@ -461,23 +461,22 @@ class RefinementSession:
         if prompt.positive:
             candidates = self._no_larger_than_box(candidates, prompt, current, box)
         candidate = _first_agreeing(candidates, prompt)
-        if candidate is not None:
+        if candidate is not None:  # a positive prompt adds it, a negative one keeps only it
+            region = candidate if prompt.positive else current & ~candidate
+        else:
+            # The point-prompted outputs ignore this prompt: segment "the thing under it" with a
+            # box around it (boxes are what the model follows) and add it, or take it away.
+            local_candidates = self._local_box_candidates(z, chain.box, prompt)
             if prompt.positive:
-                return (current | components_touching(candidate, prompt.pixels)).astype(np.uint8)
-            removed = _at_most_half(components_touching(current & ~candidate, prompt.pixels), current, prompt)
-            return (current & ~removed).astype(np.uint8)
-        # The point-prompted outputs ignore this prompt: segment "the thing under it" with a
-        # box around it (boxes are what the model follows) and add it, or take it away.
-        local_candidates = self._local_box_candidates(z, chain.box, prompt)
+                local_candidates = self._no_larger_than_box(local_candidates, prompt, current, box)
+            local = _first_agreeing(local_candidates, prompt, want_inside=True)
+            if local is None:
+                return current.astype(np.uint8)
+            region = local if prompt.positive else current & local
+        region = components_touching(region, prompt.pixels)
         if prompt.positive:
-            local_candidates = self._no_larger_than_box(local_candidates, prompt, current, box)
-        local = _first_agreeing(local_candidates, prompt, want_inside=True)
-        if local is None:
-            return current.astype(np.uint8)
-        if prompt.positive:
-            return (current | components_touching(local, prompt.pixels)).astype(np.uint8)
-        removed = _at_most_half(components_touching(current & local, prompt.pixels), current, prompt)
-        return (current & ~removed).astype(np.uint8)
+            return (current | region).astype(np.uint8)
+        return (current & ~_at_most_half(region, current, prompt)).astype(np.uint8)
 
     def _candidates(self, z: int, box: np.ndarray, points: np.ndarray | None, labels: np.ndarray | None,
                     logits: torch.Tensor):
