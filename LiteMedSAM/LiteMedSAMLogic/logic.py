@@ -86,10 +86,6 @@ class SegmentationJob:
         return geometry.slicingPermutation(self.axis)
 
 
-def _matrixToArray(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-
-
 def _worldToParent(node) -> np.ndarray:
     """Matrix from world RAS to the node's own RAS (identity without a parent transform)."""
     parent = node.GetParentTransformNode()
@@ -101,14 +97,14 @@ def _worldToParent(node) -> np.ndarray:
             "harden the transform first (Data module, right-click > Harden transform).")
     matrix = vtk.vtkMatrix4x4()
     parent.GetMatrixTransformFromWorld(matrix)
-    return _matrixToArray(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
 
 
 def volumeWorldToIjk(volumeNode) -> np.ndarray:
     """The volume's world-RAS-to-IJK matrix (including a linear parent transform)."""
     rasToIjk = vtk.vtkMatrix4x4()
     volumeNode.GetRASToIJKMatrix(rasToIjk)
-    return _matrixToArray(rasToIjk) @ _worldToParent(volumeNode)
+    return slicer.util.arrayFromVTKMatrix(rasToIjk) @ _worldToParent(volumeNode)
 
 
 def roiWorldCorners(roiNode) -> np.ndarray:
@@ -116,12 +112,12 @@ def roiWorldCorners(roiNode) -> np.ndarray:
     parent = roiNode.GetParentTransformNode()
     if parent is not None and not parent.IsTransformToWorldLinear():
         _worldToParent(roiNode)  # raises the "harden the transform" message
-    return geometry.roiCorners(_matrixToArray(roiNode.GetObjectToWorldMatrix()), roiNode.GetSize())
+    return geometry.roiCorners(slicer.util.arrayFromVTKMatrix(roiNode.GetObjectToWorldMatrix()), roiNode.GetSize())
 
 
 def slicePlane(sliceNode) -> tuple[np.ndarray, np.ndarray]:
     """``(normal, point)`` in world RAS of the slice a slice view shows."""
-    sliceToRas = _matrixToArray(sliceNode.GetSliceToRAS())
+    sliceToRas = slicer.util.arrayFromVTKMatrix(sliceNode.GetSliceToRAS())
     return sliceToRas[:3, 2], sliceToRas[:3, 3]
 
 
@@ -572,10 +568,7 @@ class LiteMedSAMLogic(_LogicBase):
 
         inverse = geometry.inversePermutation(refinement.permutation)
         imageToSegmentation = _worldToParent(segmentationNode) @ np.linalg.inv(refinement.worldToIjk)
-        matrix = vtk.vtkMatrix4x4()
-        for r in range(4):
-            for c in range(4):
-                matrix.SetElement(r, c, imageToSegmentation[r, c])
+        matrix = slicer.util.vtkMatrixFromArray(imageToSegmentation)
         logic = slicer.vtkSlicerSegmentationsModuleLogic
         for first, last in _runs(sorted(slices)):
             # These slices of the session's [slice, row, column] mask, back in [k, j, i] order.
@@ -652,10 +645,6 @@ def createRoiFromVoxelBox(volumeNode, boxIjk: Sequence[int], name: str = "Box"):
     objectToWorld[:3, 3] = (ijkToWorld @ np.r_[(low + high) / 2.0, 1.0])[:3]
     roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
     roi.CreateDefaultDisplayNodes()
-    matrix = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            matrix.SetElement(r, c, objectToWorld[r, c])
-    roi.GetObjectToNodeMatrix().DeepCopy(matrix)
+    roi.GetObjectToNodeMatrix().DeepCopy(slicer.util.vtkMatrixFromArray(objectToWorld))
     roi.SetSize(*((high - low + 1.0) * spacing))
     return roi

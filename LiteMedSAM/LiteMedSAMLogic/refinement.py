@@ -154,8 +154,7 @@ class SegmentRefinement:
 
         matrix = vtk.vtkMatrix4x4()
         labelmap.GetImageToWorldMatrix(matrix)
-        imageToWorld = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-        if not np.allclose(imageToWorld, np.linalg.inv(self.worldToIjk), atol=1e-6):
+        if not np.allclose(slicer.util.arrayFromVTKMatrix(matrix), np.linalg.inv(self.worldToIjk), atol=1e-6):
             return None
         i0, i1, j0, j1, k0, k1 = labelmap.GetExtent()
         voxels = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
