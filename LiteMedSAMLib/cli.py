@@ -132,8 +132,9 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
     """
     import SimpleITK as sitk
 
-    from .imageio import check_image
     from .backends import DEFAULT_MODE, make_predictor
+    from .boxes import Box3D
+    from .imageio import check_image
     from .propagation import segment_volume, validate_boxes
     from .registry import load_model
 
@@ -141,14 +142,17 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
     array = sitk.GetArrayFromImage(image)
     predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
     predictor.set_volume(array, preset=preset, window=window)
-    if points:
-        masks = _segment_with_points(predictor, boxes, points, slice_index, progress, should_cancel)
-    elif slice_index is not None:
+    boxes = validate_boxes(boxes, predictor.shape)
+    if slice_index is not None:
         predictor.check_slice(slice_index)
-        boxes = validate_boxes(boxes, predictor.shape)
         for i, box in enumerate(boxes, start=1):
             if not box.z0 <= slice_index <= box.z1:
                 raise LiteMedSAMError(f"--slice {slice_index} is outside box {i}'s slices {box.z0}..{box.z1}")
+    if points:
+        if slice_index is not None:  # each box on that slice only
+            boxes = [Box3D(b.x0, b.y0, slice_index, b.x1, b.y1, slice_index) for b in boxes]
+        masks = _segment_with_points(predictor, boxes, points, progress, should_cancel)
+    elif slice_index is not None:
         masks = []
         for done, box in enumerate(boxes, start=1):
             if should_cancel is not None and should_cancel():
@@ -166,19 +170,11 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
     return masks, predictor
 
 
-def _segment_with_points(predictor, boxes, points, slice_index, progress, should_cancel):
-    """Each box as a refinement session (its box run, then its points in order)."""
-    from .boxes import Box3D
-    from .propagation import slice_counter, validate_boxes
+def _segment_with_points(predictor, boxes, points, progress, should_cancel):
+    """Each (validated) box as a refinement session: its box run, then its points in order."""
+    from .propagation import slice_counter
     from .refinement import RefinementSession
 
-    boxes = validate_boxes(boxes, predictor.shape)
-    if slice_index is not None:
-        predictor.check_slice(slice_index)
-        for i, box in enumerate(boxes, start=1):
-            if not box.z0 <= slice_index <= box.z1:
-                raise LiteMedSAMError(f"--slice {slice_index} is outside box {i}'s slices {box.z0}..{box.z1}")
-        boxes = [Box3D(b.x0, b.y0, slice_index, b.x1, b.y1, slice_index) for b in boxes]
     owner = []
     for x, y, z, positive in points:
         inside = [i for i, b in enumerate(boxes) if b.x0 <= x <= b.x1 and b.y0 <= y <= b.y1 and b.z0 <= z <= b.z1]
