@@ -549,7 +549,8 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
         import SimpleITK as sitk
         from LiteMedSAMLib.example import EXAMPLE_LABEL
         from LiteMedSAMLib.predictor import VolumePredictor
-        from LiteMedSAMLib.propagation import SegmentationCancelled, segment_volume
+        from LiteMedSAMLib.errors import SegmentationCancelled
+        from LiteMedSAMLib.propagation import segment_volume
 
         self.delayDisplay("Segment two boxes over 5 slices")
         volume, image = self._loadObliqueExample()

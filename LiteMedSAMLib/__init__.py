@@ -24,10 +24,10 @@ _LAZY = {
     "load_model": "registry", "available_models": "registry", "get_spec": "registry",
     "VolumePredictor": "predictor", "SlicePrediction": "predictor",
     "segment_volume": "propagation", "segment_slice": "propagation",
-    "SegmentationCancelled": "propagation",
+    "SegmentationCancelled": "errors",
     "Box3D": "boxes",
     "RefinementSession": "refinement", "Prompt": "refinement",
-    "evaluate_clicks": "clicks", "next_click": "clicks",
+    "evaluate_clicks": "evaluation.clicks", "next_click": "evaluation.clicks",
 }
 
 __all__ = ["LiteMedSAMError", "__version__", *_LAZY]

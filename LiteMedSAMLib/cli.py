@@ -117,85 +117,6 @@ def _unique(names: Sequence[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ segment
-def segment_image(image, boxes, *, model_name: str | None = None, weights: str | None = None,
-                  preset: str = "auto", window: tuple[float, float] | None = None,
-                  slice_index: int | None = None, progress=None, should_cancel=None,
-                  mode: str | None = None, threads: int | None = None, points=()):
-    """Segment a SimpleITK image inside each :class:`~LiteMedSAMLib.boxes.Box3D`.
-
-    Returns ``(masks, predictor)``: one uint8 mask per box with the image's array shape
-    (``[z, y, x]``; ``[y, x]`` for a 2D image), and the predictor (for its normalised slices).
-    With ``slice_index`` only that slice is segmented, with each box's x/y extent.
-    ``mode`` is a backend mode (see :mod:`LiteMedSAMLib.backends`; default ``exact``).
-    ``points``: corrections ``(x, y, z, positive)`` in voxel indices (``z`` 0 for a 2D image),
-    each applied, in order, to the one box that contains it (see :mod:`~LiteMedSAMLib.refinement`).
-    """
-    import SimpleITK as sitk
-
-    from .backends import DEFAULT_MODE, make_predictor
-    from .boxes import Box3D
-    from .imageio import check_image
-    from .propagation import segment_volume, validate_boxes
-    from .registry import load_model
-
-    info = check_image(image)
-    array = sitk.GetArrayFromImage(image)
-    predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
-    predictor.set_volume(array, preset=preset, window=window)
-    boxes = validate_boxes(boxes, predictor.shape)
-    if slice_index is not None:
-        predictor.check_slice(slice_index)
-        for i, box in enumerate(boxes, start=1):
-            if not box.z0 <= slice_index <= box.z1:
-                raise LiteMedSAMError(f"--slice {slice_index} is outside box {i}'s slices {box.z0}..{box.z1}")
-    if points:
-        if slice_index is not None:  # each box on that slice only
-            boxes = [Box3D(b.x0, b.y0, slice_index, b.x1, b.y1, slice_index) for b in boxes]
-        masks = _segment_with_points(predictor, boxes, points, progress, should_cancel)
-    elif slice_index is not None:
-        masks = []
-        for done, box in enumerate(boxes, start=1):
-            if should_cancel is not None and should_cancel():
-                from .propagation import SegmentationCancelled
-                raise SegmentationCancelled("segmentation cancelled")
-            mask = np.zeros(predictor.shape, np.uint8)
-            mask[slice_index] = predictor.predict_slice(slice_index, box.box2d).mask
-            masks.append(mask)
-            if progress is not None:
-                progress(done, len(boxes))
-    else:
-        masks = segment_volume(predictor, boxes, progress=progress, should_cancel=should_cancel)
-    if info.dimension == 2:
-        masks = [m[0] for m in masks]
-    return masks, predictor
-
-
-def _segment_with_points(predictor, boxes, points, progress, should_cancel):
-    """Each (validated) box as a refinement session: its box run, then its points in order."""
-    from .propagation import slice_counter
-    from .refinement import RefinementSession
-
-    owner = []
-    for x, y, z, positive in points:
-        inside = [i for i, b in enumerate(boxes) if b.x0 <= x <= b.x1 and b.y0 <= y <= b.y1 and b.z0 <= z <= b.z1]
-        what = f"{'object' if positive else 'background'} point ({x:g}, {y:g}, {z:g})"
-        if len(inside) != 1:
-            where = "no box" if not inside else "boxes " + ", ".join(str(i + 1) for i in inside)
-            raise LiteMedSAMError(f"{what} lies in {where}; each point must lie in exactly one box "
-                                  "(inclusive voxel indices)")
-        owner.append(inside[0])
-    on_slice = slice_counter(boxes, progress)
-    masks = []
-    for i, box in enumerate(boxes):
-        session = RefinementSession(predictor, box)
-        session.run(should_cancel, on_slice)
-        for (x, y, z, positive), j in zip(points, owner):
-            if j == i:
-                session.add_point(round(z), x, y, positive)
-        masks.append(session.mask)
-    return masks
-
-
 def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None:
     for source in inputs:
         if source.exists() and output.resolve() == source.resolve():
@@ -205,6 +126,7 @@ def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    from .segmentation import segment_image
     from .imageio import DEFAULT_COLORS, check_image, read_image, write_segmentation
 
     output = Path(args.output)
@@ -248,51 +170,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ evaluate
-def read_label_volume(path: str | Path):
-    """A label volume ``[z, y, x]`` (int) and its spacing ``(z, y, x)`` from a labelmap file or a
-    Slicer ``.seg.nrrd`` (segment ``i`` in file order becomes label ``i + 1``)."""
-    import SimpleITK as sitk
-
-    path = Path(path)
-    if not path.exists():
-        raise LiteMedSAMError(f"file not found: {path}")
-    if path.name.lower().endswith(".seg.nrrd"):
-        import slicerio
-
-        seg = slicerio.read_segmentation(str(path))
-        voxels = np.asarray(seg["voxels"])
-        layered = voxels.ndim == 4
-        labels = np.zeros(voxels.shape[-3:] if not layered else voxels.shape[:3], np.int32)
-        for index, segment in enumerate(seg["segments"], start=1):
-            layer = voxels[..., segment.get("layer", 0)] if layered else voxels
-            labels[layer == segment["labelValue"]] = index
-        ijk_to_lps = np.asarray(seg["ijkToLPS"])
-        spacing_ijk = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
-        return np.transpose(labels, (2, 1, 0)), tuple(spacing_ijk[::-1])
-    from .imageio import read_image
-
-    image = read_image(path)
-    return sitk.GetArrayFromImage(image).astype(np.int32), tuple(image.GetSpacing()[::-1])
-
-
-def evaluate_files(pred_path: str | Path, gt_path: str | Path, tolerance_mm: float = 2.0):
-    """DSC and NSD per label, as the CVPR24 challenge scores them (labels of the ground truth)."""
-    from .metrics import per_label_metrics
-
-    pred, pred_spacing = read_label_volume(pred_path)
-    gt, gt_spacing = read_label_volume(gt_path)
-    if pred.shape != gt.shape:
-        raise LiteMedSAMError(f"prediction {pred.shape} and ground truth {gt.shape} (z, y, x) are not "
-                              "on the same voxel grid")
-    if not np.allclose(pred_spacing, gt_spacing, rtol=1e-4):
-        raise LiteMedSAMError(f"prediction spacing {pred_spacing} differs from ground truth {gt_spacing}")
-    labels = [int(v) for v in np.unique(gt) if v != 0]
-    if not labels:
-        raise LiteMedSAMError(f"the ground truth {gt_path} has no labelled voxels")
-    return per_label_metrics(pred, gt, gt_spacing, tolerance_mm, labels=labels)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.metrics import evaluate_files
+
     results = evaluate_files(args.prediction, args.ground_truth, args.tolerance)
     if args.json:
         print(json.dumps({"tolerance_mm": args.tolerance,
@@ -308,60 +188,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ evaluate-clicks
-def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks: int = 5,
-                          labels: Sequence[int] | None = None, model_name: str | None = None,
-                          weights: str | None = None, preset: str = "auto",
-                          window: tuple[float, float] | None = None, mode: str | None = None,
-                          threads: int | None = None, tolerance_mm: float = 2.0,
-                          correction: str = "edit", mask_prompt: bool = True,
-                          on_step=None) -> dict:
-    """The simulated-click protocol (:mod:`LiteMedSAMLib.clicks`) for each label of ``gt_path``.
-
-    Returns a JSON-ready dict: per label the steps (after the box, then each click) with DSC,
-    NSD, the click and how many slices changed; ``mean`` holds the mean DSC and NSD per step
-    over labels (a label that became perfect early keeps its last scores).
-    """
-    import SimpleITK as sitk
-
-    from .backends import DEFAULT_MODE, make_predictor
-    from .clicks import evaluate_clicks
-    from .imageio import check_image, read_image
-    from .registry import load_model
-
-    image = read_image(image_path)
-    info = check_image(image)
-    if info.dimension != 3:
-        raise LiteMedSAMError(f"evaluate-clicks needs a 3D image; {image_path} is {info.dimension}D")
-    gt, spacing = read_label_volume(gt_path)
-    array = sitk.GetArrayFromImage(image)
-    if gt.shape != array.shape[:3]:
-        raise LiteMedSAMError(f"the label {gt_path} {gt.shape} and the image {array.shape[:3]} (z, y, x) "
-                              "are not on the same voxel grid")
-    present = [int(v) for v in np.unique(gt) if v != 0]
-    if not present:
-        raise LiteMedSAMError(f"the label file {gt_path} has no labelled voxels")
-    if labels:
-        missing = sorted(set(labels) - set(present))
-        if missing:
-            raise LiteMedSAMError(f"label(s) {missing} not in {gt_path}; it has {present}")
-        present = [int(v) for v in labels]
-    predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
-    predictor.set_volume(array, preset=preset, window=window)
-    results = {}
-    for label in present:
-        steps = evaluate_clicks(predictor, gt == label, clicks, spacing, tolerance_mm,
-                                correction=correction, mask_prompt=mask_prompt,
-                                on_step=None if on_step is None else (lambda s, lab=label: on_step(lab, s)))
-        results[str(label)] = [step.as_dict() for step in steps]
-    n = clicks + 1
-    padded = {key: [[r[min(i, len(r) - 1)][key] for i in range(n)] for r in results.values()]
-              for key in ("dsc", "nsd")}
-    return {"image": str(image_path), "ground_truth": str(gt_path), "clicks": clicks,
-            "correction": correction, "mask_prompt": mask_prompt, "tolerance_mm": tolerance_mm,
-            "mode": predictor.mode, "labels": results,
-            "mean": {key: [float(np.mean(col)) for col in zip(*rows)] for key, rows in padded.items()}}
-
-
 def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
     def show(label: int, step) -> None:
         if not args.quiet and not args.json:
@@ -369,6 +195,8 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
                 f"{'+' if step.click.positive else '-'} click at z={step.click.z} y={step.click.y} x={step.click.x}")
             print(f"label {label}: {what}: DSC {step.dsc:.4f} NSD {step.nsd:.4f} "
                   f"({step.changed_slices} slices changed)", file=sys.stderr)
+
+    from .evaluation.clicks import evaluate_clicks_files
 
     report = evaluate_clicks_files(args.image, args.ground_truth, clicks=args.clicks, labels=args.label,
                                    model_name=args.model, weights=args.weights, preset=args.preset,
@@ -426,7 +254,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ benchmark
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """Time the official 3D algorithm and each mode on the benchmark cases; JSON + PNG."""
-    from .benchmark import markdown_table, run_benchmark
+    from .evaluation.benchmark import markdown_table, run_benchmark
 
     report = run_benchmark(Path(args.output), quick=args.quick, threads=args.threads,
                            modes=args.modes, cases=args.cases)
@@ -516,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("benchmark", help="time our modes against the official 3D algorithm",
                            description="Run the official LiteMedSAM 3D sweep and each mode on real volumes "
                                        "(one child process each); write JSON and a PNG plot.")
-    bench.add_argument("-o", "--output", default="docs/benchmark.json", help="JSON path; the plot goes beside it")
+    bench.add_argument("-o", "--output", default="output/benchmark.json", help="JSON path; the plot goes beside it")
     bench.add_argument("--quick", action="store_true", help="10 slices instead of 50 in the 512x512 case")
     bench.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     bench.add_argument("--modes", nargs="+", default=None, choices=list(MODES), help="modes to run (default all)")

@@ -452,3 +452,28 @@ def write_segmentation(path: str | Path, masks: Sequence[np.ndarray], reference:
             raise LiteMedSAMError(f"Could not write {path}: {error}") from None
         return None
     return _write_labelmap(path, masks, reference)
+
+
+def read_label_volume(path: str | Path):
+    """A label volume ``[z, y, x]`` (int) and its spacing ``(z, y, x)`` from a labelmap file or a
+    Slicer ``.seg.nrrd`` (segment ``i`` in file order becomes label ``i + 1``)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.exists():
+        raise LiteMedSAMError(f"file not found: {path}")
+    if path.name.lower().endswith(".seg.nrrd"):
+        import slicerio
+
+        seg = slicerio.read_segmentation(str(path))
+        voxels = np.asarray(seg["voxels"])
+        layered = voxels.ndim == 4
+        labels = np.zeros(voxels.shape[-3:] if not layered else voxels.shape[:3], np.int32)
+        for index, segment in enumerate(seg["segments"], start=1):
+            layer = voxels[..., segment.get("layer", 0)] if layered else voxels
+            labels[layer == segment["labelValue"]] = index
+        ijk_to_lps = np.asarray(seg["ijkToLPS"])
+        spacing_ijk = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+        return np.transpose(labels, (2, 1, 0)), tuple(spacing_ijk[::-1])
+    image = read_image(path)
+    return sitk.GetArrayFromImage(image).astype(np.int32), tuple(image.GetSpacing()[::-1])

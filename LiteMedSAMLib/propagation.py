@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .boxes import Box3D, validate_box
-from .errors import LiteMedSAMError
+from .errors import LiteMedSAMError, SegmentationCancelled, check_cancel  # noqa: F401 (re-exported)
 from .predictor import VolumePredictor, log
 from .preprocessing import box_from_mask_model, box_to_model
 
@@ -31,10 +31,6 @@ ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(slices_done, slices_total)`` after each slice."""
 CancelCheck = Callable[[], bool]
 """Called before each slice; returning True stops the run with :class:`SegmentationCancelled`."""
-
-
-class SegmentationCancelled(Exception):
-    """The caller's cancel check asked to stop; no partial result is returned."""
 
 
 def middle_slice(z0: int, z1: int) -> int:
@@ -49,11 +45,6 @@ def sweep_order(z0: int, z1: int) -> list[int]:
     return list(range(mid, z1 + 1)) + list(range(mid - 1, z0 - 1, -1))
 
 
-def _check_cancel(should_cancel: CancelCheck | None) -> None:
-    if should_cancel is not None and should_cancel():
-        raise SegmentationCancelled("segmentation cancelled")
-
-
 def propagate_box(predictor: VolumePredictor, box: Box3D,
                   on_slice: Callable[[], None] | None = None,
                   should_cancel: CancelCheck | None = None) -> np.ndarray:
@@ -63,7 +54,7 @@ def propagate_box(predictor: VolumePredictor, box: Box3D,
     mid = middle_slice(box.z0, box.z1)
     mid_box = box_to_model(box.box2d, (h, w))
     for z in sweep_order(box.z0, box.z1):
-        _check_cancel(should_cancel)
+        check_cancel(should_cancel)
         neighbour = z - 1 if z > mid else z + 1
         box_model = None
         if z != mid:

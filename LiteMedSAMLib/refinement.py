@@ -55,7 +55,7 @@ import torch
 from scipy import ndimage
 
 from .boxes import Box3D, validate_box
-from .errors import LiteMedSAMError
+from .errors import LiteMedSAMError, check_cancel
 from .predictor import VolumePredictor
 from .preprocessing import (
     MODEL_INPUT_SIZE,
@@ -65,7 +65,7 @@ from .preprocessing import (
     points_to_model,
     resize_longest_side,
 )
-from .propagation import CancelCheck, _check_cancel, middle_slice, sweep_order
+from .propagation import CancelCheck, middle_slice, sweep_order
 
 SCRIBBLE_POINTS = 8
 """How many points a scribble gives the prompt encoder (evenly spaced along its stroke)."""
@@ -240,7 +240,7 @@ class RefinementSession:
         self.cleared.clear()
         self._pending.clear()
         for z in sweep_order(self.box.z0, self.box.z1):
-            _check_cancel(should_cancel)
+            check_cancel(should_cancel)
             self._set_propagated(z, self._base_box(z))
             if on_slice is not None:
                 on_slice()

@@ -4,9 +4,9 @@ Runs ``LiteMedSAMLogic`` on MRML nodes (slicer-core, no Slicer application) and 
 slice the way Slicer's red slice view shows it (radiological: patient right on the left,
 anterior up), with the segments, the ROI boxes and correction points. Two pictures:
 
-- ``Screenshots/LiteMedSAM-slice-view.png``: two ROI boxes (the lateral ventricles of the
+- ``Resources/Screenshots/LiteMedSAM-slice-view.png``: two ROI boxes (the lateral ventricles of the
   MNI152 T1 template from nilearn) after "Segment volume";
-- ``Screenshots/LiteMedSAM-correct.png``: the shipped example's right temporal lobe after
+- ``Resources/Screenshots/LiteMedSAM-correct.png``: the shipped example's right temporal lobe after
   "Segment volume" and after object points placed where the segment misses the lobe (the
   reference outline in white), side by side.
 
@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "LiteMedSAM"), str(ROOT / "LiteMedSAM" / "Testing" / "Python"), str(ROOT)]
 
-SCREENSHOTS = ROOT / "Screenshots"
+SCREENSHOTS = ROOT / "Resources" / "Screenshots"
 CROP_START, CROP_SIZE = (50, 70, 90), (100, 100, 10)  # template x, y, z (as the tests)
 # voxel boxes in the crop (i0, j0, k0, i1, j1, k1): the two lateral ventricles
 BOXES = {
@@ -124,7 +124,7 @@ def render_correction(output: Path) -> None:
     from conftest import makeScene
     from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
 
-    from LiteMedSAMLib.clicks import next_click
+    from LiteMedSAMLib.evaluation.clicks import next_click
     from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
 
     makeScene()

@@ -1,11 +1,11 @@
-"""Render ``docs/refinement.png``: what simulated correction clicks do on the shipped example.
+"""Render ``Resources/Figures/refinement.png``: what simulated correction clicks do on the shipped example.
 
 Left: one slice of the right temporal lobe after the box (green, reference outline white).
 Middle: the same slice after 3 clicks of the CVPR 2025 protocol (markers: + object, x
 background). Right: mean DSC after the box and each click, for the default correction
 (``edit``) and SAM-style re-prompting (``replace``), over the example's three structures.
 
-    python tools/render_refinement_figure.py [-o docs/refinement.png]
+    python tools/render_refinement_figure.py [-o Resources/Figures/refinement.png]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import SimpleITK as sitk  # noqa: E402
 
 from LiteMedSAMLib.backends import make_predictor  # noqa: E402
 from LiteMedSAMLib.boxes import Box3D  # noqa: E402
-from LiteMedSAMLib.clicks import evaluate_clicks, next_click  # noqa: E402
+from LiteMedSAMLib.evaluation.clicks import evaluate_clicks, next_click  # noqa: E402
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL, EXAMPLE_PRESET  # noqa: E402
 from LiteMedSAMLib.overlay import radiological_flips  # noqa: E402
 from LiteMedSAMLib.refinement import RefinementSession  # noqa: E402
@@ -30,7 +30,7 @@ from LiteMedSAMLib.refinement import RefinementSession  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-o", "--output", default="docs/refinement.png")
+    parser.add_argument("-o", "--output", default="Resources/Figures/refinement.png")
     args = parser.parse_args()
     image = sitk.ReadImage(str(EXAMPLE_IMAGE))
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(EXAMPLE_LABEL)))
@@ -71,7 +71,7 @@ def main() -> None:
         ax.imshow(oriented(view), cmap="gray")
         ax.imshow(np.ma.masked_equal(oriented(mask), 0), cmap="summer", alpha=0.45, vmin=0, vmax=1)
         ax.contour(oriented(gt[z].astype(float)), levels=[0.5], colors="white", linewidths=1.0)
-        from LiteMedSAMLib.metrics import dice
+        from LiteMedSAMLib.evaluation.metrics import dice
 
         ax.set_title(f"right temporal lobe, slice {z}: {title}\nslice DSC {dice(mask, gt[z]):.2f}", fontsize=10)
         ax.axis("off")

@@ -199,7 +199,7 @@ class LiteMedSAMLogic(_LogicBase):
             preset: intensity preset, one of :data:`PRESET_NAMES`.
             progressCallback: called as ``progressCallback(slicesDone, slicesTotal)``.
             shouldCancel: called before each slice; returning True stops the run with
-                ``LiteMedSAMLib.propagation.SegmentationCancelled`` and changes nothing.
+                ``LiteMedSAMLib.errors.SegmentationCancelled`` and changes nothing.
             showResult: show the segments in slice and 3D views.
 
         Returns:
@@ -304,7 +304,7 @@ class LiteMedSAMLogic(_LogicBase):
         Touches no MRML node, so it may run in a worker thread (one run at a time per logic).
 
         Raises:
-            LiteMedSAMLib.propagation.SegmentationCancelled: ``shouldCancel()`` returned True.
+            LiteMedSAMLib.errors.SegmentationCancelled: ``shouldCancel()`` returned True.
         """
         from LiteMedSAMLib.propagation import slice_counter, validate_boxes
         from LiteMedSAMLib.refinement import RefinementSession

@@ -18,7 +18,8 @@ import vtk
 import volumes as V
 from conftest import makeScene
 from LiteMedSAMLib.predictor import VolumePredictor
-from LiteMedSAMLib.propagation import SegmentationCancelled, segment_volume
+from LiteMedSAMLib.errors import SegmentationCancelled
+from LiteMedSAMLib.propagation import segment_volume
 from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
 from LiteMedSAMLogic.logic import ROI_TAG
 from LiteMedSAMLogic.worker import CANCELLED, DONE, BackgroundRun

@@ -17,7 +17,7 @@ from conftest import makeScene
 from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
 from LiteMedSAMLogic.refinement import OBJECT_SCRIBBLE
 
-from LiteMedSAMLib.clicks import next_click
+from LiteMedSAMLib.evaluation.clicks import next_click
 from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
 

@@ -1,4 +1,4 @@
-"""Tests for LiteMedSAMLib.metrics: DSC and NSD as the CVPR24 challenge computes them.
+"""Tests for LiteMedSAMLib.evaluation.metrics: DSC and NSD as the CVPR24 challenge computes them.
 
 The expected NSD values are derived by hand below from the surfel areas of DeepMind's
 algorithm (marching-cubes pieces on the voxel-corner lattice); they agree with DeepMind's
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from LiteMedSAMLib.errors import LiteMedSAMError
-from LiteMedSAMLib.metrics import (
+from LiteMedSAMLib.evaluation.metrics import (
     dice,
     normalized_surface_dice,
     per_label_metrics,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from LiteMedSAMLib.metrics import dice
+from LiteMedSAMLib.evaluation.metrics import dice
 from LiteMedSAMLib.preprocessing import intensity_mapping, prepare_slice
 from LiteMedSAMLib.registry import read_state_dict
 

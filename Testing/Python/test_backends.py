@@ -11,7 +11,7 @@ import torch
 
 from LiteMedSAMLib import backends
 from LiteMedSAMLib.boxes import Box3D
-from LiteMedSAMLib.metrics import dice
+from LiteMedSAMLib.evaluation.metrics import dice
 from LiteMedSAMLib.predictor import VolumePredictor
 from LiteMedSAMLib.propagation import segment_volume
 

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from .boxes import Box3D
-from .errors import LiteMedSAMError
+from ..boxes import Box3D
+from ..errors import LiteMedSAMError
+from ..predictor import VolumePredictor
+from ..refinement import RefinementSession
 from .metrics import dice, normalized_surface_dice
-from .predictor import VolumePredictor
-from .refinement import RefinementSession
 
 
 @dataclass(frozen=True)
@@ -121,3 +122,56 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
         changed = session.add_point(click.z, click.x, click.y, click.positive)
         score(click, len(changed))
     return steps
+
+
+def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks: int = 5,
+                          labels: Sequence[int] | None = None, model_name: str | None = None,
+                          weights: str | None = None, preset: str = "auto",
+                          window: tuple[float, float] | None = None, mode: str | None = None,
+                          threads: int | None = None, tolerance_mm: float = 2.0,
+                          correction: str = "edit", mask_prompt: bool = True,
+                          on_step=None) -> dict:
+    """The simulated-click protocol (:mod:`LiteMedSAMLib.clicks`) for each label of ``gt_path``.
+
+    Returns a JSON-ready dict: per label the steps (after the box, then each click) with DSC,
+    NSD, the click and how many slices changed; ``mean`` holds the mean DSC and NSD per step
+    over labels (a label that became perfect early keeps its last scores).
+    """
+    import SimpleITK as sitk
+
+    from ..backends import DEFAULT_MODE, make_predictor
+    from ..imageio import check_image, read_image, read_label_volume
+    from ..registry import load_model
+
+    image = read_image(image_path)
+    info = check_image(image)
+    if info.dimension != 3:
+        raise LiteMedSAMError(f"evaluate-clicks needs a 3D image; {image_path} is {info.dimension}D")
+    gt, spacing = read_label_volume(gt_path)
+    array = sitk.GetArrayFromImage(image)
+    if gt.shape != array.shape[:3]:
+        raise LiteMedSAMError(f"the label {gt_path} {gt.shape} and the image {array.shape[:3]} (z, y, x) "
+                              "are not on the same voxel grid")
+    present = [int(v) for v in np.unique(gt) if v != 0]
+    if not present:
+        raise LiteMedSAMError(f"the label file {gt_path} has no labelled voxels")
+    if labels:
+        missing = sorted(set(labels) - set(present))
+        if missing:
+            raise LiteMedSAMError(f"label(s) {missing} not in {gt_path}; it has {present}")
+        present = [int(v) for v in labels]
+    predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
+    predictor.set_volume(array, preset=preset, window=window)
+    results = {}
+    for label in present:
+        steps = evaluate_clicks(predictor, gt == label, clicks, spacing, tolerance_mm,
+                                correction=correction, mask_prompt=mask_prompt,
+                                on_step=None if on_step is None else (lambda s, lab=label: on_step(lab, s)))
+        results[str(label)] = [step.as_dict() for step in steps]
+    n = clicks + 1
+    padded = {key: [[r[min(i, len(r) - 1)][key] for i in range(n)] for r in results.values()]
+              for key in ("dsc", "nsd")}
+    return {"image": str(image_path), "ground_truth": str(gt_path), "clicks": clicks,
+            "correction": correction, "mask_prompt": mask_prompt, "tolerance_mm": tolerance_mm,
+            "mode": predictor.mode, "labels": results,
+            "mean": {key: [float(np.mean(col)) for col in zip(*rows)] for key, rows in padded.items()}}

@@ -31,12 +31,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from pathlib import Path
 from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage
 
-from LiteMedSAMLib.errors import LiteMedSAMError
+from ..errors import LiteMedSAMError
 
 __all__ = ["dice", "normalized_surface_dice", "per_label_metrics", "surface_distances"]
 
@@ -326,3 +327,20 @@ def per_label_metrics(pred_labels: np.ndarray, gt_labels: np.ndarray,
             "nsd": normalized_surface_dice(pred_mask, gt_mask, spacing, tolerance_mm),
         }
     return results
+
+
+def evaluate_files(pred_path: str | Path, gt_path: str | Path, tolerance_mm: float = 2.0):
+    """DSC and NSD per label, as the CVPR24 challenge scores them (labels of the ground truth)."""
+    from ..imageio import read_label_volume
+
+    pred, pred_spacing = read_label_volume(pred_path)
+    gt, gt_spacing = read_label_volume(gt_path)
+    if pred.shape != gt.shape:
+        raise LiteMedSAMError(f"prediction {pred.shape} and ground truth {gt.shape} (z, y, x) are not "
+                              "on the same voxel grid")
+    if not np.allclose(pred_spacing, gt_spacing, rtol=1e-4):
+        raise LiteMedSAMError(f"prediction spacing {pred_spacing} differs from ground truth {gt_spacing}")
+    labels = [int(v) for v in np.unique(gt) if v != 0]
+    if not labels:
+        raise LiteMedSAMError(f"the ground truth {gt_path} has no labelled voxels")
+    return per_label_metrics(pred, gt, gt_spacing, tolerance_mm, labels=labels)

@@ -10,9 +10,11 @@ import pytest
 import SimpleITK as sitk
 import slicerio
 
-from LiteMedSAMLib.cli import main, read_label_volume, segment_image
+from LiteMedSAMLib.cli import main
+from LiteMedSAMLib.imageio import read_label_volume
+from LiteMedSAMLib.segmentation import segment_image
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
-from LiteMedSAMLib.metrics import dice
+from LiteMedSAMLib.evaluation.metrics import dice
 
 LOBE_BOX = ["14", "79", "10", "62", "130", "12"]  # left temporal lobe, 3 slices
 

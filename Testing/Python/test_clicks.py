@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from LiteMedSAMLib.cli import main
-from LiteMedSAMLib.clicks import Click, next_click
+from LiteMedSAMLib.evaluation.clicks import Click, next_click
 from LiteMedSAMLib.errors import LiteMedSAMError
 
 

@@ -2,7 +2,7 @@
 
 One command measures, on this machine and with fixed threads:
 
-- the **reference**: :func:`~LiteMedSAMLib.reference.official_infer_3d`, a literal copy of
+- the **reference**: :func:`~LiteMedSAMLib.evaluation.reference.official_infer_3d`, a literal copy of
   ``CVPR24_LiteMedSAM_infer.py``'s 3D sweep (eager PyTorch, every slice encoded again for
   every box, no cache), called once per box so that each box is the script's first box;
 - each **mode** of :data:`LiteMedSAMLib.backends.MODES` (``torch``, ``exact``, ``fast``)
@@ -47,7 +47,7 @@ def make_case(name: str, quick: bool = False):
     """``(volume [z, y, x], preset, boxes, description)`` of a benchmark case."""
     import SimpleITK as sitk
 
-    from .example import EXAMPLE_BOXES, EXAMPLE_IMAGE, EXAMPLE_PRESET
+    from ..example import EXAMPLE_BOXES, EXAMPLE_IMAGE, EXAMPLE_PRESET
 
     image = sitk.ReadImage(str(EXAMPLE_IMAGE))
     if name == "mr-example":
@@ -133,14 +133,14 @@ def run_one(case: str, mode: str, quick: bool, threads: int, out_npz: str) -> di
     import torch
 
     torch.set_num_threads(threads)
-    from .registry import load_model
+    from ..registry import load_model
 
     volume, preset, boxes, _ = make_case(case, quick)
     model = load_model("litemedsam")
     result: dict = {"case": case, "mode": mode}
     start = time.perf_counter()
     if mode == REFERENCE:
-        from .preprocessing import intensity_mapping
+        from ..preprocessing import intensity_mapping
         from .reference import official_infer_3d
 
         timed = _TimedModel(model)
@@ -158,8 +158,8 @@ def run_one(case: str, mode: str, quick: bool, threads: int, out_npz: str) -> di
         enc, dec = timed.image_encoder, timed.mask_decoder
         result["used_mode"] = REFERENCE
     else:
-        from .backends import make_predictor
-        from .propagation import middle_slice, segment_volume
+        from ..backends import make_predictor
+        from ..propagation import middle_slice, segment_volume
 
         predictor = make_predictor(model, mode, threads=threads)
         enc, dec = Timed(predictor.encoder), Timed(predictor.decoder)
@@ -252,8 +252,8 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
                   modes: list[str] | None = None, cases: list[str] | None = None, echo=print) -> dict:
     import torch
 
-    from .backends import MODES
-    from .registry import load_model
+    from ..backends import MODES
+    from ..registry import load_model
 
     threads = threads or os.cpu_count() or 1
     modes = modes or list(MODES)
@@ -277,7 +277,7 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
          f"bf16 {machine['matmul_bf16_gflops']:.0f}; encoder {machine['encoder_gflop']:.1f} GFLOP/slice, "
          f"decoder {machine['decoder_gflop']:.2f}; fp32 floor {floor:.2f} s/slice")
     for mode in modes:  # convert once here, so that the runs load the cached model
-        from .backends import make_backend
+        from ..backends import make_backend
 
         t = time.perf_counter()
         used = make_backend(model, mode, threads)[2]
@@ -290,7 +290,7 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
             ref_segs = None
             for mode in [REFERENCE, *modes]:
                 npz = str(Path(tmp) / f"{case}-{mode}.npz")
-                cmd = [sys.executable, "-m", "LiteMedSAMLib.benchmark", "--worker", case, mode,
+                cmd = [sys.executable, "-m", "LiteMedSAMLib.evaluation.benchmark", "--worker", case, mode,
                        str(threads), npz, "1" if quick else "0"]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:

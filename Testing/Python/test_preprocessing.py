@@ -11,7 +11,7 @@ from LiteMedSAMLib.preprocessing import (CT_WINDOWS, box_from_mask_model, box_to
                                          intensity_mapping, logits_to_mask, pad_to_square,
                                          prepare_slice, resize_longest_side, resized_shape,
                                          resolve_preset)
-from LiteMedSAMLib.reference import official_preprocess_ct, official_preprocess_mr
+from LiteMedSAMLib.evaluation.reference import official_preprocess_ct, official_preprocess_mr
 
 
 def _ct_volume(seed=0):

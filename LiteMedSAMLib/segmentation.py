@@ -1,0 +1,86 @@
+"""Segmentation of a whole image: the one entry point the command line, batch runs, tools
+and the Slicer module share.
+
+:func:`segment_image` takes a SimpleITK image and boxes in voxel indices, builds the
+predictor for a model and mode, and returns one mask per box (3D propagation, one slice,
+or a box run followed by point corrections).
+"""
+
+from __future__ import annotations
+
+from .errors import LiteMedSAMError, check_cancel
+
+
+def segment_image(image, boxes, *, model_name: str | None = None, weights: str | None = None,
+                  preset: str = "auto", window: tuple[float, float] | None = None,
+                  slice_index: int | None = None, progress=None, should_cancel=None,
+                  mode: str | None = None, threads: int | None = None, points=()):
+    """Segment a SimpleITK image inside each :class:`~LiteMedSAMLib.boxes.Box3D`.
+
+    Returns ``(masks, predictor)``: one uint8 mask per box with the image's array shape
+    (``[z, y, x]``; ``[y, x]`` for a 2D image), and the predictor (for its normalised slices).
+    With ``slice_index`` only that slice is segmented, with each box's x/y extent.
+    ``mode`` is a backend mode (see :mod:`LiteMedSAMLib.backends`; default ``exact``).
+    ``points``: corrections ``(x, y, z, positive)`` in voxel indices (``z`` 0 for a 2D image),
+    each applied, in order, to the one box that contains it (see :mod:`~LiteMedSAMLib.refinement`).
+    """
+    import SimpleITK as sitk
+
+    from .backends import DEFAULT_MODE, make_predictor
+    from .boxes import Box3D
+    from .imageio import check_image
+    from .propagation import segment_slice, segment_volume, validate_boxes
+    from .registry import load_model
+
+    info = check_image(image)
+    array = sitk.GetArrayFromImage(image)
+    predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
+    predictor.set_volume(array, preset=preset, window=window)
+    boxes = validate_boxes(boxes, predictor.shape)
+    if slice_index is not None:
+        predictor.check_slice(slice_index)
+        for i, box in enumerate(boxes, start=1):
+            if not box.z0 <= slice_index <= box.z1:
+                raise LiteMedSAMError(f"slice {slice_index} is outside box {i}'s slices {box.z0}..{box.z1}")
+    if points:
+        if slice_index is not None:  # each box on that slice only
+            boxes = [Box3D(b.x0, b.y0, slice_index, b.x1, b.y1, slice_index) for b in boxes]
+        masks = segment_with_points(predictor, boxes, points, progress, should_cancel)
+    elif slice_index is not None:
+        masks = []
+        for done, box in enumerate(boxes, start=1):
+            check_cancel(should_cancel)
+            masks.append(segment_slice(predictor, slice_index, box.box2d))
+            if progress is not None:
+                progress(done, len(boxes))
+    else:
+        masks = segment_volume(predictor, boxes, progress=progress, should_cancel=should_cancel)
+    if info.dimension == 2:
+        masks = [m[0] for m in masks]
+    return masks, predictor
+
+
+def segment_with_points(predictor, boxes, points, progress, should_cancel):
+    """Each (validated) box as a refinement session: its box run, then its points in order."""
+    from .propagation import slice_counter
+    from .refinement import RefinementSession
+
+    owner = []
+    for x, y, z, positive in points:
+        inside = [i for i, b in enumerate(boxes) if b.x0 <= x <= b.x1 and b.y0 <= y <= b.y1 and b.z0 <= z <= b.z1]
+        what = f"{'object' if positive else 'background'} point ({x:g}, {y:g}, {z:g})"
+        if len(inside) != 1:
+            where = "no box" if not inside else "boxes " + ", ".join(str(i + 1) for i in inside)
+            raise LiteMedSAMError(f"{what} lies in {where}; each point must lie in exactly one box "
+                                  "(inclusive voxel indices)")
+        owner.append(inside[0])
+    on_slice = slice_counter(boxes, progress)
+    masks = []
+    for i, box in enumerate(boxes):
+        session = RefinementSession(predictor, box)
+        session.run(should_cancel, on_slice)
+        for (x, y, z, positive), j in zip(points, owner):
+            if j == i:
+                session.add_point(round(z), x, y, positive)
+        masks.append(session.mask)
+    return masks
