@@ -56,8 +56,11 @@ class ProgressBar:
 
 # ------------------------------------------------------------------------------ boxes
 def _boxes_from_args(args: argparse.Namespace, image, is_2d: bool):
-    """All boxes of the command line as ``(name, Box3D)`` in order: --box, --box-mm, --roi."""
-    from .boxes import Box3D, box_from_physical_corners, box_from_physical_extent, read_roi_file
+    """All boxes of the command line as ``(name, box)`` in order: --box, --box-mm, --roi, --box2d.
+
+    An ROI that spans a single slice, and every ``--box2d``, is a 2D start (:class:`SliceBox`):
+    swept from its slice until the object ends."""
+    from .boxes import Box3D, SliceBox, box_from_physical_corners, box_from_physical_extent, read_roi_file
 
     found = []
     for numbers in args.box or []:
@@ -81,9 +84,20 @@ def _boxes_from_args(args: argparse.Namespace, image, is_2d: bool):
         found.append((None, box_from_physical_extent(corners.min(0), corners.max(0), image)))
     for roi_path in args.roi or []:
         for roi in read_roi_file(roi_path):
-            found.append((roi.name, box_from_physical_corners(roi.corners_lps, image)))
+            box = box_from_physical_corners(roi.corners_lps, image)
+            if box.z0 == box.z1 and not is_2d and args.slice is None:
+                box = SliceBox(box.z0, box.x0, box.y0, box.x1, box.y1)
+            found.append((roi.name, box))
+    for numbers in getattr(args, "box2d", None) or []:
+        if is_2d:
+            raise LiteMedSAMError("--box2d starts a 3D sweep; on a 2D image give --box x0 y0 x1 y1")
+        if args.slice is not None:
+            raise LiteMedSAMError("--box2d sweeps from its slice until the object ends; it cannot be "
+                                  "combined with --slice (use --box x0 y0 x1 y1 --slice Z for one slice)")
+        z, x0, y0, x1, y1 = numbers
+        found.append((None, SliceBox(z, x0, y0, x1, y1)))
     if not found:
-        raise LiteMedSAMError("give at least one box: --box, --box-mm or --roi")
+        raise LiteMedSAMError("give at least one box: --box, --box-mm, --roi or --box2d")
     names = list(args.name or [])
     if names and len(names) != len(found):
         raise LiteMedSAMError(f"{len(names)} --name given for {len(found)} boxes; give one per box or none")
@@ -142,14 +156,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
         image, [b for _, b in named], model_name=args.model, weights=args.weights,
         preset=args.preset, window=window, slice_index=args.slice,
         progress=ProgressBar("Segmenting", enabled=not args.quiet), mode=args.mode, threads=args.threads,
-        points=points)
+        points=points, pipeline=args.pipeline)
     elapsed = time.perf_counter() - start
     warning = write_segmentation(output, masks, image, names)
     if warning:
         log.warning(warning)
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
     print(f"Wrote {output} ({len(masks)} segment(s), {elapsed:.1f} s, "
-          f"{predictor.encoder_runs} slice(s) encoded, {predictor.mode} mode)")
+          f"{predictor.encoder_runs} slice(s) encoded, {predictor.mode} mode, {args.pipeline} pipeline)")
     for name, mask in zip(names, masks):
         print(f"  {name}: {int(mask.sum())} voxels, {mask.sum() * voxel_ml:.2f} mL")
     if args.overlay:
@@ -157,7 +171,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         from .propagation import middle_slice
 
         boxes = [b for _, b in named]
-        z = args.slice if args.slice is not None else middle_slice(boxes[0].z0, boxes[0].z1)
+        first = boxes[0]
+        z = args.slice if args.slice is not None else getattr(first, "z", None)
+        z = middle_slice(first.z0, first.z1) if z is None else z
         z = min(max(z, 0), predictor.shape[0] - 1)
         slices = [m if m.ndim == 2 else m[z] for m in masks]
         flips = radiological_flips(image.GetDirection()) if info.dimension == 3 else (False, False)
@@ -202,7 +218,8 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
                                    model_name=args.model, weights=args.weights, preset=args.preset,
                                    window=args.window, mode=args.mode, threads=args.threads,
                                    tolerance_mm=args.tolerance, correction=args.correction,
-                                   mask_prompt=not args.no_mask_prompt, on_step=show)
+                                   mask_prompt=not args.no_mask_prompt, on_step=show,
+                                   pipeline=args.pipeline)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -243,7 +260,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         image=str(EXAMPLE_IMAGE), output=str(seg_path), box=box_args, box_mm=None, roi=None,
         name=list(EXAMPLE_BOXES), model=args.model, weights=args.weights, preset=EXAMPLE_PRESET,
         window=None, slice=None, overlay=str(png_path), quiet=args.quiet, overwrite=True,
-        mode=args.mode, threads=args.threads)
+        mode=args.mode, threads=args.threads, pipeline=args.pipeline)
     print(f"Demo: {EXAMPLE_IMAGE.name}, {len(box_args)} boxes: {', '.join(EXAMPLE_BOXES)}")
     cmd_segment(segment_args)
     print(f"Agreement with the reference label {EXAMPLE_LABEL.name}:")
@@ -264,8 +281,19 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ parser
+def _pipeline_name(value: str) -> str:
+    """argparse type for --pipeline: checked at parse time, kept as its name."""
+    from .pipeline import get_pipeline
+
+    try:
+        return get_pipeline(value).name
+    except LiteMedSAMError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .backends import MODES
+    from .pipeline import DEFAULT_PIPELINE, PIPELINE_HELP
     from .preprocessing import PRESET_HELP, PRESETS
 
     parser = argparse.ArgumentParser(prog="litemedsam", description=__doc__.split("\n")[0],
@@ -281,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--mode", default=None, choices=list(MODES),
                        help="inference backend: exact (OpenVINO float32, official masks; default), "
                             "fast (OpenVINO bfloat16, small mask differences), torch (eager PyTorch)")
+        p.add_argument("--pipeline", default=DEFAULT_PIPELINE, type=_pipeline_name, metavar="PIPELINE",
+                       help=PIPELINE_HELP + f" (default {DEFAULT_PIPELINE})")
 
     seg = sub.add_parser("segment", help="segment an image inside boxes",
                          description="Segment IMAGE (nrrd, nii.gz, mha, ... or a DICOM series folder) "
@@ -292,7 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="box by two opposite corners x y z x y z in physical LPS millimetres; repeatable")
     seg.add_argument("--roi", action="append", metavar="FILE.mrk.json",
                      help="Slicer markups ROI file (any orientation, LPS or RAS); repeatable")
-    seg.add_argument("--name", action="append", help="segment name, one per box in order (--box, --box-mm, --roi)")
+    seg.add_argument("--box2d", nargs=5, type=float, action="append", metavar=("Z", "X0", "Y0", "X1", "Y1"),
+                     help="2D box on slice Z (inclusive voxel indices): segments the object there and "
+                          "sweeps up and down until it ends; repeatable")
+    seg.add_argument("--name", action="append",
+                     help="segment name, one per box in order (--box, --box-mm, --roi, --box2d)")
     seg.add_argument("--point", nargs="+", type=float, action="append", metavar="N",
                      help="object point X Y Z (voxel indices; X Y for 2D) to correct the box that holds it")
     seg.add_argument("--background-point", nargs="+", type=float, action="append", metavar="N",
