@@ -41,7 +41,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -250,6 +250,8 @@ def middle_slice_box(mask: np.ndarray) -> tuple[int, int, int, int, int]:
     to it (the lower one on a tie).
     """
     mask = np.asarray(mask, bool)
+    if mask.ndim == 2:
+        mask = mask[None]
     present = np.flatnonzero(mask.any(axis=(1, 2)))
     if present.size == 0:
         raise LiteMedSAMError("middle_slice_box: the mask is empty")
@@ -287,7 +289,7 @@ class _LoadedCase:
     z_range: tuple[int, int] | None = None  # slices kept with max_slices, inclusive
 
 
-def _load(case: SuiteCase, max_slices: int | None, structures_hint: Callable | None = None):
+def _load(case: SuiteCase, max_slices: int | None) -> _LoadedCase:
     import SimpleITK as sitk
 
     image = sitk.ReadImage(str(case.image))
@@ -342,7 +344,8 @@ def run_suite(data_dir: str | Path | None = None, *, pipelines: Sequence[str] = 
         raise LiteMedSAMError("--start box2d needs the pipeline API (SliceBox); merge main.")
     cases = read_index(data_dir, split=split, datasets=datasets)
     if not cases:
-        raise LiteMedSAMError(f"No cases in split {split!r}" + (f" for {', '.join(datasets)}" if datasets else ""))
+        where = f" for {', '.join(datasets)}" if datasets else ""
+        raise LiteMedSAMError(f"No cases in split {split!r}{where}.")
     say = log or (lambda _msg: None)
     report = {
         "format": 1, "pipelines": names, "start": start, "mode": mode or DEFAULT_MODE,
@@ -484,8 +487,9 @@ def format_report(report: dict, per_structure: bool = True) -> str:
 
     def values(metrics: dict, width_first: str, width: int) -> str:
         cols = [f"{_fmt(metrics[n]['dsc']):>{max(10, len(n) + 4)}}" for n in names]
-        cols += [f"{_fmt(None if metrics[n]['dsc'] is None else metrics[n]['dsc'] - metrics[OFFICIAL]['dsc'], True):>{max(8, len(n) + 2)}}"
-                 for n in others]
+        for n in others:
+            a, b = metrics[n]["dsc"], metrics[OFFICIAL]["dsc"]
+            cols.append(f"{_fmt(None if a is None or b is None else a - b, True):>{max(8, len(n) + 2)}}")
         cols += [f"{_fmt(metrics[n]['nsd']):>{max(10, len(n) + 4)}}" for n in names]
         return f"{width_first:<{width}}" + " ".join(cols)
 
@@ -568,5 +572,5 @@ def plot_report(report: dict, path: str | Path) -> None:
                  "\n* labels are TotalSegmentator model output", fontsize=9)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(str(path), dpi=110)
+    fig.savefig(str(path), dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -156,3 +156,33 @@ def test_run_suite_on_a_tiny_case_scores_report_and_plot(tmp_path, example):
     json.loads(json.dumps(report))  # plain JSON
     suite.plot_report(report, tmp_path / "suite.png")
     assert (tmp_path / "suite.png").stat().st_size > 5000
+
+
+def test_summary_and_table_compare_each_pipeline_with_the_official_one(tmp_path):
+    def row(name, official, other):
+        return {"label": 1, "name": name, "metrics": {"official": {"dsc": official, "nsd": official},
+                                                       "default": {"dsc": other, "nsd": other}}}
+
+    timing = {"official": {"seconds": 2.0, "encoded_slices": 10},
+              "default": {"seconds": 1.0, "encoded_slices": 8}}
+    report = {"pipelines": ["official", "default"], "split": "test", "start": "box3d", "mode": "exact",
+              "tolerance_mm": 2.0, "cases": [
+                  {"case": "a", "dataset": "ct", "labels_are_model_output": True, "skipped": [],
+                   "structures": [row("liver", 0.5, 0.7), row("spleen", 0.7, 0.7)], "timing": timing},
+                  {"case": "b", "dataset": "mr", "labels_are_model_output": False, "skipped": [],
+                   "structures": [row("thalamus", 0.9, 0.8)], "timing": timing}]}
+    summary = suite.summarize(report)
+    assert summary["datasets"]["ct"]["default"]["dsc"] == pytest.approx(0.7)
+    assert summary["datasets"]["ct"]["official"]["dsc"] == pytest.approx(0.6)
+    overall = summary["overall"]["default"]
+    assert overall["dsc"] == pytest.approx(2.2 / 3)
+    assert overall["dsc_minus_official"] == pytest.approx(2.2 / 3 - 0.7)
+    assert overall["dataset_mean_dsc_minus_official"] == pytest.approx(0.75 - 0.75)
+    assert overall["encoded_slices"] == 16 and overall["seconds"] == pytest.approx(2.0)
+    report["summary"] = summary
+    text = suite.format_report(report)
+    assert "ct* (2)" in text  # model-output datasets are marked
+    liver = next(line for line in text.splitlines() if "a* / liver" in line)
+    assert "+0.200" in liver
+    suite.plot_report(report, tmp_path / "p.png")
+    assert (tmp_path / "p.png").exists()
