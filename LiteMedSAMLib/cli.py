@@ -7,6 +7,7 @@ Examples::
     litemedsam segment ct.nii.gz --box 120 90 40 210 180 75 --point 150 130 60 -o liver.seg.nrrd
     litemedsam evaluate liver.seg.nrrd liver_truth.nii.gz --json
     litemedsam evaluate-clicks ct.nii.gz organs.nii.gz --clicks 5 --json
+    litemedsam evaluate-suite --pipeline default -o output/suite.json
     litemedsam models
     litemedsam demo -o output/
 """
@@ -233,6 +234,30 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ evaluate-suite
+def cmd_evaluate_suite(args: argparse.Namespace) -> int:
+    """Pipelines side by side on the labelled suite (tools/fetch_public_data.py); table, JSON, PNG."""
+    from .evaluation.suite import format_report, plot_report, run_suite
+
+    def say(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr)
+
+    report = run_suite(args.data, pipelines=args.pipeline or [], split=args.split,
+                       datasets=args.dataset, start=args.start, model_name=args.model,
+                       weights=args.weights, mode=args.mode, threads=args.threads,
+                       max_structures=args.max_structures, only=args.structure,
+                       max_slices=args.max_slices, tolerance_mm=args.tolerance, log=say)
+    print(format_report(report))
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        plot_report(report, out.with_suffix(".png"))
+        print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
 # ------------------------------------------------------------------------------ models
 def cmd_models(args: argparse.Namespace) -> int:
     from .registry import describe_models
@@ -365,6 +390,29 @@ def build_parser() -> argparse.ArgumentParser:
     clk.add_argument("--json", action="store_true")
     model_options(clk)
     clk.set_defaults(func=cmd_evaluate_clicks)
+
+    suite = sub.add_parser("evaluate-suite", help="pipelines side by side on the labelled public suite",
+                           description="Segment every selected structure of the suite (fetched by "
+                                       "tools/fetch_public_data.py) with one box each, once per pipeline "
+                                       "(the official pipeline always too), and print DSC and NSD per "
+                                       "dataset and structure, the means and the time.")
+    suite.add_argument("--data", default=None, help="suite folder (default $LITEMEDSAM_DATA_DIR or "
+                                                    "~/.cache/litemedsam-data)")
+    suite.add_argument("--pipeline", action="append", metavar="NAME",
+                       help="pipeline to compare with the official one (e.g. default, official+window); repeatable")
+    suite.add_argument("--split", default="test", choices=["test", "train", "all"], help="cases to run (default test)")
+    suite.add_argument("--dataset", action="append", metavar="NAME", help="only this dataset or case id; repeatable")
+    suite.add_argument("--start", default="box3d", choices=["box3d", "box2d"],
+                       help="box3d: the label's 3D bounding box (default); box2d: its 2D box on its middle slice")
+    suite.add_argument("--max-structures", type=int, default=12, metavar="N",
+                       help="structures per 3D case, typical ones first, then the most compact (default 12)")
+    suite.add_argument("--structure", action="append", metavar="NAME", help="only structures of this name; repeatable")
+    suite.add_argument("--max-slices", type=int, default=None, metavar="N",
+                       help="crop each 3D case to N slices around its labels (shorter runs)")
+    suite.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
+    suite.add_argument("-o", "--output", default=None, metavar="JSON", help="write the report; the plot goes beside it (.png)")
+    model_options(suite)
+    suite.set_defaults(func=cmd_evaluate_suite)
 
     models = sub.add_parser("models", help="list registered models and installed weights")
     models.add_argument("--json", action="store_true")
