@@ -334,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--mode", default=None, choices=list(MODES),
                        help="inference backend: exact (OpenVINO float32, official masks; default), "
                             "fast (OpenVINO bfloat16, small mask differences), torch (eager PyTorch)")
+
+    def pipeline_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--pipeline", default=DEFAULT_PIPELINE, type=_pipeline_name, metavar="PIPELINE",
                        help=PIPELINE_HELP + f" (default {DEFAULT_PIPELINE})")
 
@@ -364,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overlay", default=None, metavar="PNG", help="also write an overlay figure")
     seg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     model_options(seg)
+    pipeline_option(seg)
     seg.set_defaults(func=cmd_segment)
 
     ev = sub.add_parser("evaluate", help="DSC and NSD of a prediction against a ground truth")
@@ -389,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     clk.add_argument("--no-mask-prompt", action="store_true", help="do not feed the box result's logits back")
     clk.add_argument("--json", action="store_true")
     model_options(clk)
+    pipeline_option(clk)
     clk.set_defaults(func=cmd_evaluate_clicks)
 
     suite = sub.add_parser("evaluate-suite", help="pipelines side by side on the labelled public suite",
@@ -421,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="segment the shipped example brain MR and score it")
     demo.add_argument("-o", "--output", default="output", help="folder for demo.seg.nrrd and demo_overlay.png")
     model_options(demo)
+    pipeline_option(demo)
     demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("benchmark", help="time our modes against the official 3D algorithm",

@@ -20,7 +20,8 @@ README, *Accuracy*):
 
 A pipeline is named (``"official"``, ``"default"``) or written as levers added to the official
 one: ``"official+window+crop"``. :func:`frame_for_box` turns a pipeline and a box into the
-:class:`~LiteMedSAMLib.predictor.Frame` the model sees.
+:class:`~LiteMedSAMLib.predictor.Frame` the model sees. This module imports only numpy, so
+the Slicer module can list the pipelines without loading torch.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .errors import LiteMedSAMError
-from .preprocessing import IntensityMapping
 
 LEVERS = ("window", "crop", "stop")
 
@@ -100,11 +100,14 @@ def crop_rect(box2d: tuple[int, int, int, int], shape_yx: tuple[int, int],
     return x0, y0, x1, y1
 
 
-def box_window(region: np.ndarray, percentiles: tuple[float, float]) -> IntensityMapping | None:
+def box_window(region: np.ndarray, percentiles: tuple[float, float]):
     """A window from raw voxels around a box: their ``percentiles``, mapped to 0-255.
 
-    Returns ``None`` when the region is constant (nothing to stretch; keep the volume's mapping).
+    Returns an :class:`~LiteMedSAMLib.preprocessing.IntensityMapping`, or ``None`` when the
+    region is constant (nothing to stretch; keep the volume's mapping).
     """
+    from .preprocessing import IntensityMapping
+
     values = np.asarray(region, dtype=np.float64).ravel()
     lo, hi = np.percentile(values, percentiles)
     if not hi > lo:
