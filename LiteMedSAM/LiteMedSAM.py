@@ -38,6 +38,7 @@ def _addLibraryToPath() -> None:
 _addLibraryToPath()
 
 from LiteMedSAMLogic import PRESET_NAMES, LiteMedSAMLogic, createRoiFromVoxelBox  # noqa: E402
+from LiteMedSAMLogic.logic import PIPELINE_NAMES, SLICE_EXTENTS  # noqa: E402
 from LiteMedSAMLogic import dependencies  # noqa: E402
 from LiteMedSAMLogic.worker import CANCELLED, DONE, RUNNING, BackgroundRun  # noqa: E402
 
@@ -96,6 +97,9 @@ class LiteMedSAMParameterNode:
     outputSegmentation - where the segments go (created on the first run if None).
     modelName - registered model name ("" = the default model).
     preset - intensity preset (see LiteMedSAMLogic.PRESET_NAMES).
+    pipeline - "default" (the measured best) or "official" (the official LiteMedSAM pipeline).
+    sliceExtent - "automatic": each box is segmented from the slice it was drawn on, up and down
+        until the object ends; "roi": within the ROI's own extent along the slices.
     sliceViewName - the view whose slice "Segment current slice" segments.
     objectPoints, backgroundPoints, scribbles - the correction prompts (created on first use).
     """
@@ -105,6 +109,8 @@ class LiteMedSAMParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
     modelName: str = ""
     preset: Annotated[str, Choice(list(PRESET_NAMES))] = "auto"
+    pipeline: Annotated[str, Choice(list(PIPELINE_NAMES))] = "default"
+    sliceExtent: Annotated[str, Choice(list(SLICE_EXTENTS))] = "automatic"
     sliceViewName: Annotated[str, Choice(list(SLICE_VIEW_NAMES))] = "Red"
     objectPoints: vtkMRMLMarkupsFiducialNode
     backgroundPoints: vtkMRMLMarkupsFiducialNode
@@ -261,7 +267,8 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if sliceMode:
                 sliceNode = slicer.app.layoutManager().sliceWidget(parameters.sliceViewName).mrmlSliceNode()
             job = self.logic.prepareJob(parameters.inputVolume, self._checkedRois(), sliceNode=sliceNode,
-                                        modelName=modelName, preset=parameters.preset)
+                                        modelName=modelName, preset=parameters.preset,
+                                        pipeline=parameters.pipeline, sliceExtent=parameters.sliceExtent)
             self._job = job
             self._run = BackgroundRun(lambda progress, shouldCancel: self.logic.runJob(job, progress, shouldCancel))
             self._showRunning(True)

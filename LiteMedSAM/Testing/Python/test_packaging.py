@@ -97,7 +97,7 @@ def test_ui_parameter_names_are_parameter_node_fields():
     names = {w.findtext("property[@name='SlicerParameterName']/string"): n for n, w in uiWidgets().items()}
     names.pop(None, None)
     assert set(names) <= parameterNodeFields()
-    assert {"inputVolume", "outputSegmentation", "preset", "sliceViewName"} <= set(names)
+    assert {"inputVolume", "outputSegmentation", "preset", "sliceViewName", "pipeline", "sliceExtent"} <= set(names)
     scene = {c.findtext("receiver") for c in ET.parse(UI_FILE).getroot().iter("connection")
              if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
     mrmlWidgets = {n for n, w in uiWidgets().items() if w.get("class").startswith("qMRML") and n != "LiteMedSAM"}
