@@ -206,13 +206,21 @@ def test_bad_image_files(tmp_path, capsys, array, message):
     assert _sha(path) == before
 
 
-def test_corrupt_weights_file(oblique_image, tmp_path, capsys):
+@pytest.mark.parametrize("content", [b"\x80\x02not a checkpoint at all", b"PK\x03\x04truncated zip",
+                                     bytes(range(256)) * 20])
+def test_corrupt_weights_file(oblique_image, tmp_path, capsys, content):
+    """Only the project's one-line message: none of torch's advice (weights_only=False would
+    execute code from the file) and no traceback."""
     bad = tmp_path / "broken.pth"
-    bad.write_bytes(b"\x80\x02not a checkpoint at all")
+    bad.write_bytes(content)
     assert main(["segment", str(oblique_image), "--box", *LOBE_BOX, "--weights", str(bad),
                  "-o", str(tmp_path / "o.nii.gz")]) == 2
     err = capsys.readouterr().err
-    assert "not a readable PyTorch checkpoint" in err and "Traceback" not in err
+    assert err.startswith(f"litemedsam: error: {bad} is not a readable PyTorch checkpoint")
+    assert err.count("\n") == 1
+    for torch_text in ("weights_only", "Traceback", "file an issue", "miniz"):
+        assert torch_text not in err
+    assert not (tmp_path / "o.nii.gz").exists()
 
 
 def test_dice_of_the_demo_structures_against_reference():
