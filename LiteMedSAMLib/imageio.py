@@ -27,6 +27,7 @@ from LiteMedSAMLib.errors import LiteMedSAMError
 
 __all__ = [
     "DEFAULT_COLORS",
+    "read_segments",
     "DicomSeriesInfo",
     "ImageInfo",
     "check_image",
@@ -452,6 +453,35 @@ def write_segmentation(path: str | Path, masks: Sequence[np.ndarray], reference:
             raise LiteMedSAMError(f"Could not write {path}: {error}") from None
         return None
     return _write_labelmap(path, masks, reference)
+
+
+def read_segments(path: str | Path):
+    """Each labelled structure of a labelmap or a Slicer ``.seg.nrrd``, for scoring.
+
+    Returns ``(segments, spacing)``: ``segments`` is a list of ``(label, name, mask)``, where
+    ``mask`` is a bool array ``[z, y, x]``; a labelmap gives one per non-zero value (``name``
+    None), a ``.seg.nrrd`` one per segment with label ``i + 1`` for the ``i``-th segment in
+    file order (as :func:`write_segmentation` numbers a labelmap) and the segment's name.
+    Overlapping segments stay whole. ``spacing`` is ``(z, y, x)`` in mm.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LiteMedSAMError(f"file not found: {path}")
+    if path.name.lower().endswith(".seg.nrrd"):
+        import slicerio
+
+        seg = slicerio.read_segmentation(str(path))
+        voxels = np.asarray(seg["voxels"])
+        layered = voxels.ndim == 4
+        segments = []
+        for index, segment in enumerate(seg["segments"], start=1):
+            layer = voxels[..., segment.get("layer", 0)] if layered else voxels
+            mask = np.transpose(layer == segment["labelValue"], (2, 1, 0))
+            segments.append((index, segment.get("name") or None, mask))
+        spacing_ijk = np.linalg.norm(np.asarray(seg["ijkToLPS"])[:3, :3], axis=0)
+        return segments, tuple(spacing_ijk[::-1])
+    labels, spacing = read_label_volume(path)
+    return [(int(v), None, labels == v) for v in np.unique(labels) if v != 0], spacing
 
 
 def read_label_volume(path: str | Path):

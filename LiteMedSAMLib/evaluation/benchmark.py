@@ -287,6 +287,7 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
         for case in cases:
             _, _, _, description = make_case(case, quick)
             echo(f"\n{case}: {description}")
+            echo(format_header())
             ref_segs = None
             for mode in [REFERENCE, *modes]:
                 npz = str(Path(tmp) / f"{case}-{mode}.npz")
@@ -317,31 +318,52 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
     return report
 
 
-HEADER = ("mode", "sweep s", "s/slice", "speed-up", "enc ms", "dec ms", "enc runs", "GFLOP/s",
-          "DSC vs ref", "first ms", "re-prompt ms", "peak MB")
+# (header, width, how a run's value is written); "-" where a run has no such value
+COLUMNS = (
+    ("mode", 12, lambda r: r["mode"] if r["used_mode"] == r["mode"] else f"{r['mode']}->{r['used_mode']}"),
+    ("sweep s", 8, lambda r: f"{r['sweep_s']:.1f}"),
+    ("s/slice", 8, lambda r: f"{r['s_per_slice']:.2f}"),
+    ("speed-up", 8, lambda r: f"{r['speedup']:.2f}x"),
+    ("enc ms", 7, lambda r: f"{r['encoder_ms_per_slice']:.0f}"),
+    ("dec ms", 7, lambda r: f"{r['decoder_ms_per_slice']:.0f}"),
+    ("enc runs", 8, lambda r: f"{r['encoder_runs']:d}"),
+    ("GFLOP/s", 8, lambda r: f"{r['achieved_gflops']:.0f}"),
+    ("DSC vs ref", 10, lambda r: f"{r['dsc_vs_reference']:.4f}"),
+    ("first ms", 8, lambda r: f"{r['first_slice_ms']:.0f}"),
+    ("re-prompt ms", 12, lambda r: f"{r['reprompt_ms']:.0f}"),
+    ("peak MB", 8, lambda r: f"{r['peak_rss_mb']:.0f}"),
+)
+
+
+def _cells(r: dict) -> list[str]:
+    """A run's values as text, "-" for those it does not have (the reference has no latency)."""
+    cells = []
+    for _, _, value in COLUMNS:
+        try:
+            cells.append(value(r))
+        except (KeyError, TypeError, ValueError):
+            cells.append("-")
+    return cells
+
+
+def format_header() -> str:
+    """The header line of :func:`format_row`'s columns."""
+    return "  " + " ".join(f"{name:<{w}}" if i == 0 else f"{name:>{w}}"
+                           for i, (name, w, _) in enumerate(COLUMNS))
 
 
 def format_row(r: dict) -> str:
-    first = f"{r['first_slice_ms']:.0f}" if "first_slice_ms" in r else "-"
-    reprompt = f"{r['reprompt_ms']:.0f}" if "reprompt_ms" in r else "-"
-    mode = r["mode"] if r["used_mode"] == r["mode"] else f"{r['mode']}->{r['used_mode']}"
-    return (f"  {mode:<10} {r['sweep_s']:8.1f} {r['s_per_slice']:7.2f} {r['speedup']:6.2f}x "
-            f"{r['encoder_ms_per_slice']:7.0f} {r['decoder_ms_per_slice']:6.0f} {r['encoder_runs']:5d} "
-            f"{r['achieved_gflops']:6.0f} {r['dsc_vs_reference']:8.4f} {first:>6} {reprompt:>6} "
-            f"{r['peak_rss_mb']:7.0f}")
+    """One run as a text row under :func:`format_header`."""
+    return "  " + " ".join(f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}"
+                           for i, (cell, (_, w, _)) in enumerate(zip(_cells(r), COLUMNS)))
 
 
 def markdown_table(report: dict) -> str:
-    """The results as a Markdown table (for the README)."""
-    lines = ["| case | mode | sweep s | s/slice | speed-up | encoder ms/slice | decoder ms/slice | "
-             "GFLOP/s | DSC vs reference | first slice ms | re-prompt ms | peak RSS MB |",
-             "| --- " * 12 + "|"]
+    """The results as a Markdown table (for the README); "-" where a run has no value."""
+    headers = ["case"] + [name for name, _, _ in COLUMNS]
+    lines = ["| " + " | ".join(headers) + " |", "| --- " * len(headers) + "|"]
     for r in report["runs"]:
-        lines.append(f"| {r['case']} | {r['mode']} | {r['sweep_s']:.1f} | {r['s_per_slice']:.2f} | "
-                     f"{r['speedup']:.2f}x | {r['encoder_ms_per_slice']:.0f} | {r['decoder_ms_per_slice']:.0f} | "
-                     f"{r['achieved_gflops']:.0f} | {r['dsc_vs_reference']:.4f} | "
-                     f"{r.get('first_slice_ms', float('nan')):.0f} | {r.get('reprompt_ms', float('nan')):.0f} | "
-                     f"{r['peak_rss_mb']:.0f} |")
+        lines.append("| " + " | ".join([r["case"], *_cells(r)]) + " |")
     return "\n".join(lines)
 
 
