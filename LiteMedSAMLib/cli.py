@@ -34,7 +34,10 @@ EXAMPLES = """examples:
 
 # ------------------------------------------------------------------------------ progress
 class ProgressBar:
-    """A dependency-free text progress bar on stderr (full redraw on a terminal, 10% steps else)."""
+    """A dependency-free text progress bar on stderr (full redraw on a terminal, 10% steps else).
+
+    The rate counts from the ``(0, total)`` call that segmentation makes when it starts work,
+    so the one-off model conversion before it does not inflate the seconds per slice."""
 
     def __init__(self, label: str, enabled: bool = True, stream=sys.stderr) -> None:
         self.label, self.enabled, self.stream = label, enabled, stream
@@ -42,7 +45,9 @@ class ProgressBar:
         self.last_decile = -1
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total <= 0:
+        if done == 0:  # the work starts now: model loading and conversion are not in the rate
+            self.start = time.perf_counter()
+        if not self.enabled or total <= 0 or (done == 0 and not self.stream.isatty()):
             return
         elapsed = time.perf_counter() - self.start
         rate = f"{elapsed / done:.2f} s/slice" if done else ""
@@ -436,11 +441,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
 
 
+class _LogFormatter(logging.Formatter):
+    """``litemedsam: message`` for notices (INFO), ``WARNING: message`` for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "litemedsam" if record.levelno == logging.INFO else record.levelname
+        return f"{prefix}: {record.getMessage()}"
+
+
+def _configure_logging(verbose: bool) -> None:
+    """The library's notices (e.g. the one-off model conversion) and warnings at the default
+    verbosity; with --verbose also its details and other libraries' notices."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+    logging.getLogger("LiteMedSAMLib").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
+    _configure_logging(args.verbose)
     if getattr(args, "threads", None):
         import torch
 

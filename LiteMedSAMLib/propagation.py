@@ -28,7 +28,8 @@ from .predictor import VolumePredictor, log
 from .preprocessing import box_from_mask_model, box_to_model
 
 ProgressCallback = Callable[[int, int], None]
-"""Called as ``progress(slices_done, slices_total)`` after each slice."""
+"""Called as ``progress(slices_done, slices_total)`` after each slice (and with 0 slices done
+when the work starts, so that a rate can leave out what came before)."""
 CancelCheck = Callable[[], bool]
 """Called before each slice; returning True stops the run with :class:`SegmentationCancelled`."""
 
@@ -103,9 +104,11 @@ def segment_volume(predictor: VolumePredictor, boxes: Sequence[Box3D | Sequence[
 
 def slice_counter(boxes: Sequence[Box3D], progress: ProgressCallback | None) -> Callable[[], None]:
     """A callable to call after each slice: reports ``progress(done, total)`` over all the
-    slices of ``boxes``."""
+    slices of ``boxes``, after ``progress(0, total)`` now, when the work starts."""
     total = sum(len(b.z_range) for b in boxes)
     done = 0
+    if progress is not None:
+        progress(0, total)
 
     def on_slice() -> None:
         nonlocal done

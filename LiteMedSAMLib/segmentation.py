@@ -48,6 +48,8 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
         masks = segment_with_points(predictor, boxes, points, progress, should_cancel)
     elif slice_index is not None:
         masks = []
+        if progress is not None:
+            progress(0, len(boxes))
         for done, box in enumerate(boxes, start=1):
             check_cancel(should_cancel)
             masks.append(segment_slice(predictor, slice_index, box.box2d))

@@ -103,7 +103,7 @@ def test_segments_lie_inside_their_box_and_on_dark_ventricle_voxels(oblique):
 
 def test_progress_and_shared_embeddings(oblique):
     total = sum(k1 - k0 + 1 for (_, _, k0, _, _, k1) in BOXES.values())
-    assert oblique["progress"] == [(n, total) for n in range(1, total + 1)]
+    assert oblique["progress"] == [(n, total) for n in range(0, total + 1)]  # (0, total) at the start
     assert oblique["encoderRuns"] == 5  # both boxes span slices 3..7: each slice encoded once
 
 
@@ -176,8 +176,8 @@ def test_cancel_mid_sweep_leaves_the_segmentation_as_it_was(oblique):
     with pytest.raises(SegmentationCancelled):
         logic.process(volume, rois, segmentationNode, preset="mr",
                       progressCallback=lambda d, t: calls.append(d),
-                      shouldCancel=lambda: len(calls) >= 2)
-    assert calls == [1, 2]
+                      shouldCancel=lambda: len(calls) >= 3)
+    assert calls == [0, 1, 2]  # the start, then two slices
     assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 2
     for name, mask in before.items():
         assert np.array_equal(segmentArray(segmentationNode, name, volume), mask)
