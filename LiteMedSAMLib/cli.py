@@ -181,7 +181,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         save_overlay(args.overlay, predictor.slice_uint8(z), slices, names,
                      [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(names))],
                      [b.box2d for b in boxes], title=f"LiteMedSAM, slice {z}",
-                     flip_rows=flips[0], flip_cols=flips[1])
+                     flip_rows=flips[0], flip_cols=flips[1],
+                     direction=image.GetDirection() if info.dimension == 3 else None)
         print(f"Wrote {args.overlay}")
     return 0
 

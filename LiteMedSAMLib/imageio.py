@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from LiteMedSAMLib.colors import SEGMENT_COLORS
 from LiteMedSAMLib.errors import LiteMedSAMError
 
 __all__ = [
@@ -38,15 +39,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# A fixed palette of distinct, anatomy-like colours (RGB in [0, 1]); mask i gets colour
-# i modulo its length.
-DEFAULT_COLORS: tuple[tuple[float, float, float], ...] = tuple(
-    (r / 255.0, g / 255.0, b / 255.0) for r, g, b in (
-        (128, 174, 128), (241, 214, 145), (177, 122, 101), (111, 184, 210),
-        (216, 101, 79), (221, 130, 101), (144, 238, 144), (192, 104, 88),
-        (220, 245, 20), (78, 63, 0), (255, 250, 220), (230, 220, 70),
-    )
-)
+# The shared segment palette (LiteMedSAMLib.colors): mask i gets colour i modulo its length.
+DEFAULT_COLORS = SEGMENT_COLORS
 
 _LABELMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 _SEGMENTATION_SUFFIX = ".seg.nrrd"

@@ -83,9 +83,16 @@ def slice_view(volume, segmentationNode, names, k: int, zoom: int, boxes=(), poi
     header = ImageDraw.Draw(canvas)
     header.rectangle((0, 0, canvas.width, 40), fill=(168, 42, 42))  # Slicer's red view bar
     header.text((12, 8), title, fill=(255, 255, 255), font=FONT)
-    header.text((8, canvas.height // 2), "R", fill=(255, 255, 0), font=FONT)
-    header.text((canvas.width - 24, canvas.height // 2), "L", fill=(255, 255, 0), font=FONT)
-    header.text((canvas.width // 2, 50), "A", fill=(255, 255, 0), font=FONT)
+    from LiteMedSAMLib.overlay import orientation_letters
+
+    letters = orientation_letters((-1, 0, 0, 0, -1, 0, 0, 0, 1), flip_rows=True, flip_cols=True)
+    top = 44
+    middle = top + picture.height // 2
+    for edge, (x, y, anchor) in {"left": (8, middle, "lm"), "right": (canvas.width - 8, middle, "rm"),
+                                 "top": (canvas.width // 2, top + 6, "mt"),
+                                 "bottom": (canvas.width // 2, canvas.height - 6, "mb")}.items():
+        header.text((x, y), letters[edge], fill=(255, 255, 0), font=FONT, anchor=anchor,
+                    stroke_width=2, stroke_fill=(0, 0, 0))
     return canvas
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import slicer
 import vtk
 
+from LiteMedSAMLib.colors import SEGMENT_COLORS as PALETTE
 from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.presets import PRESETS
 
@@ -37,12 +38,9 @@ except ImportError:
 # The intensity presets (LiteMedSAMLib.presets imports nothing heavy).
 PRESET_NAMES = PRESETS
 
-# Distinct segment colours (Tableau 10), used in order, skipping those already in the segmentation.
-SEGMENT_COLORS = (
-    (0.122, 0.467, 0.706), (1.000, 0.498, 0.055), (0.173, 0.627, 0.173), (0.839, 0.153, 0.157),
-    (0.580, 0.404, 0.741), (0.549, 0.337, 0.294), (0.890, 0.467, 0.761), (0.498, 0.498, 0.498),
-    (0.737, 0.741, 0.133), (0.090, 0.745, 0.812),
-)
+# The library's segment palette (LiteMedSAMLib.colors), so Slicer and the command line colour
+# the same result alike; used in order, skipping colours already in the segmentation.
+SEGMENT_COLORS = PALETTE
 
 # Segment tag that links a segment to the ROI node it was made from (re-runs replace it).
 ROI_TAG = "LiteMedSAM.RoiNodeID"
