@@ -198,12 +198,12 @@ class VolumePredictor:
         outside) and ``mask_input`` (the ``low_res_logits`` of an earlier prediction) refine
         the result. The box is scaled to the model exactly as the official script does.
         """
-        from .boxes import validate_box2d
+        from .boxes import check_box2d
 
         h, w = self.shape[1:]
         box_model = None
         if box is not None:
-            box2d, notes = validate_box2d(box, (h, w))
+            box2d, notes = check_box2d(box, (h, w))
             for note in notes:
                 log.warning(note)
             box_model = box_to_model(box2d, (h, w))

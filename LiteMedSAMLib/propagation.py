@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .boxes import Box3D, validate_box
+from .boxes import Box3D, check_box
 from .errors import LiteMedSAMError, SegmentationCancelled, check_cancel  # noqa: F401 (re-exported)
 from .predictor import VolumePredictor, log
 from .preprocessing import box_from_mask_model, box_to_model
@@ -68,14 +68,14 @@ def propagate_box(predictor: VolumePredictor, box: Box3D,
     return mask
 
 
-def validate_boxes(boxes: Sequence[Box3D | Sequence[int]],
+def check_boxes(boxes: Sequence[Box3D | Sequence[int]],
                    shape: tuple[int, int, int]) -> list[Box3D]:
     """Validate (and clip, with a logged warning) every box before any work starts."""
     if len(boxes) == 0:
         raise LiteMedSAMError("no box given: give at least one box to segment")
     valid = []
     for i, box in enumerate(boxes, start=1):
-        checked, notes = validate_box(box, shape, name=f"box {i}")
+        checked, notes = check_box(box, shape, name=f"box {i}")
         for note in notes:
             log.warning(note)
         valid.append(checked)
@@ -97,7 +97,7 @@ def segment_volume(predictor: VolumePredictor, boxes: Sequence[Box3D | Sequence[
     Raises:
         SegmentationCancelled: when ``should_cancel`` returned True.
     """
-    valid = validate_boxes(boxes, predictor.shape)
+    valid = check_boxes(boxes, predictor.shape)
     on_slice = slice_counter(valid, progress)
     return [propagate_box(predictor, box, on_slice, should_cancel) for box in valid]
 

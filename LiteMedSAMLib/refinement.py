@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .boxes import Box3D, validate_box
+from .boxes import Box3D, check_box
 from .errors import LiteMedSAMError, check_cancel
 from .predictor import VolumePredictor
 from .preprocessing import (
@@ -164,7 +164,7 @@ class RefinementSession:
         if correction not in CORRECTIONS:
             raise LiteMedSAMError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
         self.predictor = predictor
-        self.box, _ = validate_box(box, predictor.shape, name="box")
+        self.box, _ = check_box(box, predictor.shape, name="box")
         self.correction, self.mask_prompt = correction, mask_prompt
         if scribble_prompt is None:
             spec = getattr(getattr(predictor, "model", None), "spec", None)

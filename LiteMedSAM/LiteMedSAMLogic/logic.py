@@ -304,14 +304,14 @@ class LiteMedSAMLogic(_LogicBase):
         Raises:
             LiteMedSAMLib.errors.SegmentationCancelled: ``shouldCancel()`` returned True.
         """
-        from LiteMedSAMLib.propagation import slice_counter, validate_boxes
+        from LiteMedSAMLib.propagation import slice_counter, check_boxes
         from LiteMedSAMLib.refinement import RefinementSession
 
-        from .refinement import SegmentRefinement
+        from .segmentCorrection import SegmentRefinement
 
         predictor = self._predictorFor(job)
         boxes = [geometry.permuteBox(task.boxIjk, job.permutation) for task in job.tasks]
-        boxes = validate_boxes(boxes, predictor.shape)  # all of them before any work
+        boxes = check_boxes(boxes, predictor.shape)  # all of them before any work
         onSlice = slice_counter(boxes, progressCallback)
 
         # Each box is a refinement session (its first run is the plain mid-slice propagation;
@@ -352,12 +352,6 @@ class LiteMedSAMLogic(_LogicBase):
         self._predictors.clear()
         self._refinements.clear()
         self._histories.clear()
-
-    def clearCache(self) -> None:
-        """Forget cached slice embeddings, models and correction sessions (frees memory)."""
-        self._predictors.clear()
-        self._models.clear()
-        self._refinements.clear()
 
     # ------------------------------------------------------------------ step 3: apply
     def applyResult(self, job: SegmentationJob, masks: Sequence[np.ndarray],
@@ -462,7 +456,7 @@ class LiteMedSAMLogic(_LogicBase):
         """New ``(object points, background points, scribbles)`` nodes for corrections: two
         markups point lists (green, red) and a segmentation with an object and a background
         scribble segment, ready for the Segment Editor's Paint effect."""
-        from .refinement import BACKGROUND_SCRIBBLE, OBJECT_SCRIBBLE
+        from .segmentCorrection import BACKGROUND_SCRIBBLE, OBJECT_SCRIBBLE
 
         scene = slicer.mrmlScene
         nodes = []

@@ -80,14 +80,12 @@ def label_map(masks: list[np.ndarray]) -> np.ndarray:
 
 
 def dsc_labels(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean DSC over the labels present in either map (1.0 when both are empty)."""
+    """Mean DSC (:func:`~LiteMedSAMLib.evaluation.metrics.dice`) over the labels present in
+    either map (1.0 when both are empty)."""
+    from .metrics import dice
+
     labels = [v for v in np.union1d(np.unique(a), np.unique(b)) if v != 0]
-    scores = []
-    for v in labels:
-        x, y = a == v, b == v
-        total = int(x.sum()) + int(y.sum())
-        scores.append(1.0 if total == 0 else 2.0 * int((x & y).sum()) / total)
-    return float(np.mean(scores)) if scores else 1.0
+    return float(np.mean([dice(a == v, b == v) for v in labels])) if labels else 1.0
 
 
 # ----------------------------------------------------------------------------- timing

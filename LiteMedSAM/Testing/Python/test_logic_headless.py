@@ -17,6 +17,7 @@ import vtk
 
 import volumes as V
 from conftest import makeScene
+from LiteMedSAMLib.evaluation.metrics import dice
 from LiteMedSAMLib.predictor import VolumePredictor
 from LiteMedSAMLib.errors import SegmentationCancelled
 from LiteMedSAMLib.propagation import segment_volume
@@ -25,11 +26,6 @@ from LiteMedSAMLogic.logic import ROI_TAG
 from LiteMedSAMLogic.worker import CANCELLED, DONE, BackgroundRun
 
 BOXES = {"Left ventricle": V.LEFT_VENTRICLE, "Right ventricle": V.RIGHT_VENTRICLE}
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
 
 
 def segmentArray(segmentationNode, name, volume) -> np.ndarray:

@@ -15,18 +15,14 @@ import slicer
 import volumes as V
 from conftest import makeScene
 from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
-from LiteMedSAMLogic.refinement import OBJECT_SCRIBBLE
+from LiteMedSAMLogic.segmentCorrection import OBJECT_SCRIBBLE
 
+from LiteMedSAMLib.evaluation.metrics import dice
 from LiteMedSAMLib.evaluation.clicks import next_click
 from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
 
 Z0, Z1 = 8, 14
-
-
-def dice(a, b) -> float:
-    a, b = np.asarray(a) > 0, np.asarray(b) > 0
-    return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
 
 
 @pytest.fixture(scope="module")
