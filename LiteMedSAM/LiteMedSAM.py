@@ -15,12 +15,15 @@ from typing import Annotated
 import qt
 import slicer
 import vtk
-from slicer import (vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode,
-                    vtkMRMLSegmentationNode)
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import *
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
 from slicer.util import VTKObservationMixin
 
 
@@ -37,8 +40,7 @@ def _addLibraryToPath() -> None:
 
 _addLibraryToPath()
 
-from LiteMedSAMLogic import PRESET_NAMES, LiteMedSAMLogic, createRoiFromVoxelBox  # noqa: E402
-from LiteMedSAMLogic import dependencies  # noqa: E402
+from LiteMedSAMLogic import PRESET_NAMES, LiteMedSAMLogic, createRoiFromVoxelBox, dependencies  # noqa: E402
 from LiteMedSAMLogic.worker import CANCELLED, DONE, RUNNING, BackgroundRun  # noqa: E402
 
 SLICE_VIEW_NAMES = ("Red", "Yellow", "Green")
@@ -74,7 +76,8 @@ and click where the segment misses something or covers too much, or paint scribb
 segment follows each change (no image encoding), and <b>Undo correction</b> takes it back.</li>
 </ol>
 The first run offers to install PyTorch, OpenCV and the model weights.
-See the <a href="https://github.com/litemedsam/SlicerLiteMedSAM/blob/main/LiteMedSAM/README.md">module documentation</a>.
+See the <a href="https://github.com/litemedsam/SlicerLiteMedSAM/blob/main/LiteMedSAM/README.md">module
+documentation</a>.
 """)
         self.parent.acknowledgementText = _("""
 LiteMedSAM: J. Ma, Y. He, F. Li, L. Han, C. You, B. Wang, "Segment anything in medical images",
@@ -395,7 +398,8 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if parameters.scribbles is not None:
             editorNode = self.scribbleEditor.mrmlSegmentEditorNode()
             if editorNode is None or editorNode.GetScene() is None:  # first use, or the scene was closed
-                editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "LiteMedSAM scribble editor")
+                editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode",
+                                                                "LiteMedSAM scribble editor")
                 self.scribbleEditor.setMRMLSegmentEditorNode(editorNode)
             self.scribbleEditor.setSegmentationNode(parameters.scribbles)
             self.scribbleEditor.setSourceVolumeNode(parameters.inputVolume)
@@ -524,6 +528,7 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
         """The shipped example as a volume node with non-identity spacing, origin and direction."""
         import numpy as np
         import SimpleITK as sitk
+
         from LiteMedSAMLib.example import EXAMPLE_IMAGE
 
         image = sitk.ReadImage(str(EXAMPLE_IMAGE), sitk.sitkFloat32)
@@ -572,9 +577,10 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
         """Segment volume and slice modes write the library's masks into segments; corrections undo."""
         import numpy as np
         import SimpleITK as sitk
+
+        from LiteMedSAMLib.errors import SegmentationCancelled
         from LiteMedSAMLib.example import EXAMPLE_LABEL
         from LiteMedSAMLib.predictor import VolumePredictor
-        from LiteMedSAMLib.errors import SegmentationCancelled
         from LiteMedSAMLib.propagation import segment_volume
 
         self.delayDisplay("Segment two boxes over 5 slices")

@@ -142,8 +142,8 @@ def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .segmentation import segment_image
     from .imageio import DEFAULT_COLORS, check_image, read_image, write_segmentation
+    from .segmentation import segment_image
 
     output = Path(args.output)
     _check_output(output, [Path(args.image), *map(Path, args.roi or [])], args.overwrite)

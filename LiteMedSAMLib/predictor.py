@@ -8,18 +8,23 @@ first time a prompt needs it and kept in an LRU cache, so prompting the same sli
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import logging
 
 import numpy as np
 import torch
 
 from .errors import LiteMedSAMError
-from .preprocessing import (IntensityMapping, box_to_model, intensity_mapping, logits_to_mask,
-                            points_to_model, prepare_slice)
+from .preprocessing import (
+    IntensityMapping,
+    box_to_model,
+    intensity_mapping,
+    logits_to_mask,
+    points_to_model,
+    prepare_slice,
+)
 
 log = logging.getLogger(__name__)
 

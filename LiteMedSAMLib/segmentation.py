@@ -29,7 +29,7 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
     from .backends import DEFAULT_MODE, make_predictor
     from .boxes import Box3D
     from .imageio import check_image
-    from .propagation import segment_slice, segment_volume, check_boxes
+    from .propagation import check_boxes, segment_slice, segment_volume
     from .registry import load_model
 
     info = check_image(image)

@@ -304,7 +304,7 @@ class LiteMedSAMLogic(_LogicBase):
         Raises:
             LiteMedSAMLib.errors.SegmentationCancelled: ``shouldCancel()`` returned True.
         """
-        from LiteMedSAMLib.propagation import slice_counter, check_boxes
+        from LiteMedSAMLib.propagation import check_boxes, slice_counter
         from LiteMedSAMLib.refinement import RefinementSession
 
         from .segmentCorrection import SegmentRefinement

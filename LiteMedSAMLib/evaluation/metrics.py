@@ -31,8 +31,8 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage

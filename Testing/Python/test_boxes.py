@@ -16,9 +16,9 @@ from LiteMedSAMLib.boxes import (
     box_from_index_corners,
     box_from_physical_corners,
     box_from_physical_extent,
-    read_roi_file,
     check_box,
     check_box2d,
+    read_roi_file,
 )
 from LiteMedSAMLib.errors import LiteMedSAMError
 

@@ -11,10 +11,10 @@ import SimpleITK as sitk
 import slicerio
 
 from LiteMedSAMLib.cli import main
+from LiteMedSAMLib.evaluation.metrics import dice
+from LiteMedSAMLib.example import EXAMPLE_BOXES, EXAMPLE_IMAGE, EXAMPLE_LABEL
 from LiteMedSAMLib.imageio import read_label_volume
 from LiteMedSAMLib.segmentation import segment_image
-from LiteMedSAMLib.example import EXAMPLE_BOXES, EXAMPLE_IMAGE, EXAMPLE_LABEL
-from LiteMedSAMLib.evaluation.metrics import dice
 
 LOBE_BOX = ["14", "79", "10", "62", "130", "12"]  # left temporal lobe, 3 slices
 
@@ -194,7 +194,8 @@ def test_models_lists_the_installed_default(capsys):
 
 
 @pytest.mark.parametrize("make_args, message", [
-    (lambda p, t: ["segment", str(t / "missing.nii.gz"), "--box", *LOBE_BOX, "-o", str(t / "o.nii.gz")], "not found|does not exist"),
+    (lambda p, t: ["segment", str(t / "missing.nii.gz"), "--box", *LOBE_BOX, "-o", str(t / "o.nii.gz")],
+     "not found|does not exist"),
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "-o", str(p)], "is an input file"),
     (lambda p, t: ["segment", str(p), "--box", "1", "2", "3", "-o", str(t / "o.nii.gz")], "6 numbers"),
     (lambda p, t: ["segment", str(p), "-o", str(t / "o.nii.gz")], "at least one box"),
@@ -202,7 +203,8 @@ def test_models_lists_the_installed_default(capsys):
                    "-o", str(t / "o.nii.gz")], "2 --name given for 1 boxes"),
     (lambda p, t: ["segment", str(p), "--box", "14", "79", "10", "62", "130", "12", "--model", "nosuchmodel",
                    "-o", str(t / "o.nii.gz")], "unknown model 'nosuchmodel'"),
-    (lambda p, t: ["segment", str(p), "--box", "500", "500", "1", "600", "600", "2", "-o", str(t / "o.nii.gz")], "outside"),
+    (lambda p, t: ["segment", str(p), "--box", "500", "500", "1", "600", "600", "2", "-o", str(t / "o.nii.gz")],
+     "outside"),
     (lambda p, t: ["segment", str(p), "--box", "5", "5", "60", "50", "50", "70", "-o", str(t / "o.nii.gz")], "outside"),
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "--slice", "40", "-o", str(t / "o.nii.gz")], "out of range"),
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "-o", str(t / "o.txt")], "suffix|extension|\\.txt"),

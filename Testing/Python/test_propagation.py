@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 from LiteMedSAMLib.boxes import Box3D
-from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.errors import LiteMedSAMError, SegmentationCancelled
 from LiteMedSAMLib.evaluation.metrics import dice
-from LiteMedSAMLib.predictor import VolumePredictor
-from LiteMedSAMLib.errors import SegmentationCancelled
-from LiteMedSAMLib.propagation import middle_slice, segment_slice, segment_volume, sweep_order
 from LiteMedSAMLib.evaluation.reference import official_infer_3d
+from LiteMedSAMLib.predictor import VolumePredictor
+from LiteMedSAMLib.propagation import middle_slice, segment_slice, segment_volume, sweep_order
 
 # Left temporal lobe of the example over 5 slices: a real structure, kept short for CPU time.
 LOBE = Box3D(14, 79, 9, 62, 130, 13)

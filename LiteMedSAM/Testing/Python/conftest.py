@@ -37,9 +37,14 @@ def makeScene():
     ``slicer.mrmlScene``; the logics are kept alive on the scene object."""
     import slicer
     import vtk
-    from slicer import (vtkMRMLScene, vtkSlicerApplicationLogic, vtkSlicerMarkupsLogic,
-                        vtkSlicerSegmentationsModuleLogic, vtkSlicerSubjectHierarchyModuleLogic,
-                        vtkSlicerVolumesLogic)
+    from slicer import (
+        vtkMRMLScene,
+        vtkSlicerApplicationLogic,
+        vtkSlicerMarkupsLogic,
+        vtkSlicerSegmentationsModuleLogic,
+        vtkSlicerSubjectHierarchyModuleLogic,
+        vtkSlicerVolumesLogic,
+    )
 
     vtk.vtkObject.GlobalWarningDisplayOff()
     mrmlScene = vtkMRMLScene()

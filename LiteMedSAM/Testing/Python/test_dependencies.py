@@ -4,8 +4,8 @@ command that installs them, installed on request, and models without weights are
 from __future__ import annotations
 
 import pytest
-
 import volumes as V
+
 from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox, dependencies
 
 

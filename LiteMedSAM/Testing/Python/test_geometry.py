@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import slicer
 import SimpleITK as sitk
+import slicer
+import volumes as V
 import vtk
 
-import volumes as V
 from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox, geometry
 from LiteMedSAMLogic.logic import roiWorldCorners, slicePlane, volumeWorldToIjk
 

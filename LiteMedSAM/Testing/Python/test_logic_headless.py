@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import slicer
 import slicerio
-import SimpleITK as sitk
-import vtk
-
 import volumes as V
+import vtk
 from conftest import makeScene
+
+from LiteMedSAMLib.errors import SegmentationCancelled
 from LiteMedSAMLib.evaluation.metrics import dice
 from LiteMedSAMLib.predictor import VolumePredictor
-from LiteMedSAMLib.errors import SegmentationCancelled
 from LiteMedSAMLib.propagation import segment_volume
 from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
 from LiteMedSAMLogic.logic import ROI_TAG

@@ -14,13 +14,13 @@ import SimpleITK as sitk
 import slicer
 import volumes as V
 from conftest import makeScene
+
+from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.evaluation.clicks import next_click
+from LiteMedSAMLib.evaluation.metrics import dice
+from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
 from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
 from LiteMedSAMLogic.segmentCorrection import OBJECT_SCRIBBLE
-
-from LiteMedSAMLib.evaluation.metrics import dice
-from LiteMedSAMLib.evaluation.clicks import next_click
-from LiteMedSAMLib.errors import LiteMedSAMError
-from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
 
 Z0, Z1 = 8, 14
 
