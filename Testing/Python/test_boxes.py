@@ -91,20 +91,20 @@ def test_box2d_from_mask():
 # check_box / check_box2d
 
 
-def test_validate_box_inside_is_unchanged():
+def test_check_box_inside_is_unchanged():
     box, warnings = check_box([0, 0, 0, 39, 29, 19], (20, 30, 40))
     assert box == Box3D(0, 0, 0, 39, 29, 19)
     assert warnings == []
 
 
-def test_validate_box_accepts_box3d_and_integral_floats():
+def test_check_box_accepts_box3d_and_integral_floats():
     box, warnings = check_box(Box3D(1, 2, 3, 4, 5, 6), (10, 10, 10))
     assert box.as_tuple() == (1, 2, 3, 4, 5, 6) and warnings == []
     box, _ = check_box(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), (10, 10, 10))
     assert box.as_tuple() == (1, 2, 3, 4, 5, 6)
 
 
-def test_validate_box_clips_partly_outside_with_warning():
+def test_check_box_clips_partly_outside_with_warning():
     box, warnings = check_box((-5, 10, 18, 45, 12, 25), (20, 30, 40), name="box 2")
     assert box == Box3D(0, 10, 18, 39, 12, 19)
     assert len(warnings) == 1
@@ -112,21 +112,21 @@ def test_validate_box_clips_partly_outside_with_warning():
     assert "x0=0, x1=39" in warnings[0] and "z0=18, z1=19" in warnings[0]
 
 
-def test_validate_box_inverted_names_axis():
+def test_check_box_inverted_names_axis():
     with pytest.raises(LiteMedSAMError, match=r"inverted along y\b"):
         check_box((1, 9, 1, 5, 3, 5), (10, 10, 10))
     with pytest.raises(LiteMedSAMError, match="inverted along x and z"):
         check_box((6, 1, 6, 5, 3, 5), (10, 10, 10))
 
 
-def test_validate_box_entirely_outside_names_image_size():
+def test_check_box_entirely_outside_names_image_size():
     with pytest.raises(LiteMedSAMError, match=r"entirely outside.*x=40 x y=30 x z=20"):
         check_box((50, 0, 0, 60, 5, 5), (20, 30, 40))
     with pytest.raises(LiteMedSAMError, match="entirely outside the image along z"):
         check_box((0, 0, -10, 5, 5, -1), (20, 30, 40))
 
 
-def test_validate_box_rejects_wrong_length_and_fractions():
+def test_check_box_rejects_wrong_length_and_fractions():
     with pytest.raises(LiteMedSAMError, match="must have 6 numbers"):
         check_box((1, 2, 3, 4), (10, 10, 10))
     with pytest.raises(LiteMedSAMError, match="box x1 must be an integer"):
@@ -137,7 +137,7 @@ def test_validate_box_rejects_wrong_length_and_fractions():
         check_box((1, 2, 3, 4, 5, 6), (10, 0, 10))
 
 
-def test_validate_box2d_same_rules():
+def test_check_box2d_same_rules():
     assert check_box2d((2, 3, 8, 9), (20, 10)) == ((2, 3, 8, 9), [])
     box, warnings = check_box2d((-3, 3, 8, 25), (20, 10))  # image 10 wide, 20 tall
     assert box == (0, 3, 8, 19)
