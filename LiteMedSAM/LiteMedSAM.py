@@ -15,12 +15,15 @@ from typing import Annotated
 import qt
 import slicer
 import vtk
-from slicer import (vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode,
-                    vtkMRMLSegmentationNode)
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import *
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
 from slicer.util import VTKObservationMixin
 
 
@@ -37,9 +40,8 @@ def _addLibraryToPath() -> None:
 
 _addLibraryToPath()
 
-from LiteMedSAMLogic import PRESET_NAMES, LiteMedSAMLogic, createRoiFromVoxelBox  # noqa: E402
+from LiteMedSAMLogic import PRESET_NAMES, LiteMedSAMLogic, createRoiFromVoxelBox, dependencies  # noqa: E402
 from LiteMedSAMLogic.logic import PIPELINE_NAMES, SLICE_EXTENTS  # noqa: E402
-from LiteMedSAMLogic import dependencies  # noqa: E402
 from LiteMedSAMLogic.worker import CANCELLED, DONE, RUNNING, BackgroundRun  # noqa: E402
 
 SLICE_VIEW_NAMES = ("Red", "Yellow", "Green")
@@ -56,6 +58,7 @@ class LiteMedSAM(ScriptedLoadableModule):
     """
 
     def __init__(self, parent):
+        """Module metadata: title, category, help and acknowledgement."""
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("LiteMedSAM")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
@@ -74,7 +77,8 @@ and click where the segment misses something or covers too much, or paint scribb
 segment follows each change (no image encoding), and <b>Undo correction</b> takes it back.</li>
 </ol>
 The first run offers to install PyTorch, OpenCV and the model weights.
-See the <a href="https://github.com/litemedsam/SlicerLiteMedSAM/blob/main/LiteMedSAM/README.md">module documentation</a>.
+See the <a href="https://github.com/litemedsam/SlicerLiteMedSAM/blob/main/LiteMedSAM/README.md">module
+documentation</a>.
 """)
         self.parent.acknowledgementText = _("""
 LiteMedSAM: J. Ma, Y. He, F. Li, L. Han, C. You, B. Wang, "Segment anything in medical images",
@@ -126,6 +130,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The GUI: shows the parameter node, starts runs in a background thread, shows progress."""
 
     def __init__(self, parent=None) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
@@ -135,6 +140,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._job = None
 
     def setup(self) -> None:
+        """Called when the user opens the module the first time: builds the GUI from the .ui file."""
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/LiteMedSAM.ui"))
         self.layout.addWidget(uiWidget)
@@ -162,21 +168,25 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        """Called when the application closes and the module widget is destroyed."""
         if self._run is not None:
             self._run.cancel()
         self._pollTimer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
+        """Called each time the user opens this module."""
         self.initializeParameterNode()
 
     def exit(self) -> None:
+        """Called each time the user opens a different module."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
 
     def onSceneStartClose(self, caller, event) -> None:
+        """Called just before the scene is closed: stop the run, forget scene-bound state."""
         if self._run is not None:
             self._run.cancel()
         for node, promptEvent in self._observedPrompts:
@@ -186,11 +196,13 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
+        """Called just after the scene is closed: a fresh parameter node if the module is shown."""
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     # ------------------------------------------------------------------ parameter node
     def initializeParameterNode(self) -> None:
+        """Ensure a parameter node exists, with an input volume chosen if the scene has one."""
         self.setParameterNode(LiteMedSAMParameterNode(self.logic.getParameterNode()))
         if not self._parameterNode.inputVolume:
             firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
@@ -198,6 +210,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._parameterNode.inputVolume = firstVolumeNode
 
     def setParameterNode(self, inputParameterNode) -> None:
+        """Connect the GUI to a parameter node and observe it, instead of the previous one."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
@@ -208,6 +221,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._updateGui()
 
     def _checkedRois(self) -> list:
+        """The ROI nodes checked in the selector (none without a parameter node)."""
         return [roi for roi in self._parameterNode.roiNodes if roi is not None] if self._parameterNode else []
 
     def _updateGui(self, caller=None, event=None) -> None:
@@ -236,10 +250,12 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateCorrectionGui()
 
     def onModelChanged(self, index) -> None:
+        """Store the chosen model name in the parameter node."""
         if self._parameterNode:
             self._parameterNode.modelName = self.ui.modelComboBox.itemData(index) or ""
 
     def onRoiSelectionChanged(self) -> None:
+        """Store the checked ROIs in the parameter node."""
         if self._parameterNode:
             self._parameterNode.roiNodes = list(self.ui.roiSelector.checkedNodes())
 
@@ -319,11 +335,13 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateGui()
 
     def onCancel(self) -> None:
+        """Ask the running segmentation to stop after its current slice."""
         if self._run is not None:
             self._run.cancel()
             self.ui.statusLabel.text = _("Cancelling after the current slice...")
 
     def onUndo(self) -> None:
+        """Restore the output segmentation as it was before the last run."""
         if self.logic.undo(self._parameterNode.outputSegmentation):
             self.ui.statusLabel.text = _("Restored the segmentation as it was before the last run.")
         self._updateGui()
@@ -374,6 +392,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._observePrompts()
 
     def _observePrompts(self) -> None:
+        """Observe the current point lists and scribbles, so that edits start a correction."""
         for node, event in self._observedPrompts:
             self.removeObserver(node, event, self._onPromptsModified)
         self._observedPrompts = []
@@ -386,7 +405,8 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if parameters.scribbles is not None:
             editorNode = self.scribbleEditor.mrmlSegmentEditorNode()
             if editorNode is None or editorNode.GetScene() is None:  # first use, or the scene was closed
-                editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "LiteMedSAM scribble editor")
+                editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode",
+                                                                "LiteMedSAM scribble editor")
                 self.scribbleEditor.setMRMLSegmentEditorNode(editorNode)
             self.scribbleEditor.setSegmentationNode(parameters.scribbles)
             self.scribbleEditor.setSourceVolumeNode(parameters.inputVolume)
@@ -395,6 +415,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._observedPrompts.append((parameters.scribbles.GetSegmentation(), event))
 
     def _onPromptsModified(self, caller=None, event=None) -> None:
+        """A point or scribble changed: correct after a short pause (edits are batched)."""
         self._refineTimer.start()
 
     def onPlacePoints(self, positive: bool, on: bool) -> None:
@@ -434,6 +455,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateCorrectionGui()
 
     def onSliceAction(self, accept: bool) -> None:
+        """Accept (lock) or clear the chosen segment on the slice shown in the correction view."""
         segmentation, segmentId = self._correctionTarget()
         with slicer.util.tryWithErrorDisplay(_("LiteMedSAM could not change the slice."), waitCursor=True):
             sliceNode = slicer.app.layoutManager().sliceWidget(self._parameterNode.sliceViewName).mrmlSliceNode()
@@ -445,6 +467,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateCorrectionGui()
 
     def onUndoCorrection(self) -> None:
+        """Undo the last correction of the chosen segment, points included."""
         segmentation, segmentId = self._correctionTarget()
         with slicer.util.tryWithErrorDisplay(_("LiteMedSAM could not undo the correction."), waitCursor=True):
             for node, event in self._observedPrompts:  # the undo moves points itself
@@ -479,6 +502,7 @@ class LiteMedSAMWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._observePrompts()
 
     def _showRunning(self, running: bool) -> None:
+        """Show the progress bar and Cancel button while a run is in progress."""
         self.ui.progressBar.visible = running
         self.ui.cancelButton.visible = running
         self.ui.progressBar.value = 0
@@ -497,17 +521,21 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
     headless tests, on the library's example brain MR given an oblique, anisotropic geometry."""
 
     def setUp(self):
+        """Start each test from an empty scene."""
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        """Run all the tests of this module (Slicer's Reload and Test)."""
         self.setUp()
         self.test_GeometryAndBadInputs()
         self.setUp()
         self.test_SegmentVolumeAndSlice()
 
     def _loadObliqueExample(self):
+        """The shipped example as a volume node with non-identity spacing, origin and direction."""
         import numpy as np
         import SimpleITK as sitk
+
         from LiteMedSAMLib.example import EXAMPLE_IMAGE
 
         image = sitk.ReadImage(str(EXAMPLE_IMAGE), sitk.sitkFloat32)
@@ -523,6 +551,7 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
         return volume, image
 
     def test_GeometryAndBadInputs(self):
+        """ROI to voxel box on an oblique volume, and clear errors for bad inputs."""
         self.delayDisplay("ROI to voxel box on an oblique volume; bad inputs")
         volume, image = self._loadObliqueExample()
         logic = LiteMedSAMLogic()
@@ -552,11 +581,13 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Geometry test passed")
 
     def test_SegmentVolumeAndSlice(self):
+        """Segment volume and slice modes write the library's masks into segments; corrections undo."""
         import numpy as np
         import SimpleITK as sitk
+
+        from LiteMedSAMLib.errors import SegmentationCancelled
         from LiteMedSAMLib.example import EXAMPLE_LABEL
         from LiteMedSAMLib.predictor import VolumePredictor
-        from LiteMedSAMLib.errors import SegmentationCancelled
         from LiteMedSAMLib.propagation import segment_volume
 
         self.delayDisplay("Segment two boxes over 5 slices")
@@ -603,14 +634,16 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
             segmentationNode, segmentation.GetSegmentIdBySegmentName("Left temporal lobe"), volume)
         calls = []
         with self.assertRaises(SegmentationCancelled):
-            logic.process(volume, rois, segmentationNode, preset="mr", pipeline="official", sliceExtent="roi", progressCallback=lambda d, t: calls.append(d),
+            logic.process(volume, rois, segmentationNode, preset="mr", pipeline="official", sliceExtent="roi",
+                          progressCallback=lambda d, t: calls.append(d),
                           shouldCancel=lambda: len(calls) >= 2)
         redSliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
         redSliceNode.SetOrientation("Axial")
         ijkToRas = vtk.vtkMatrix4x4()
         volume.GetIJKToRASMatrix(ijkToRas)
         redSliceNode.JumpSliceByCentering(*ijkToRas.MultiplyPoint((38, 104, 10, 1))[:3])
-        logic.process(volume, rois[:1], segmentationNode, sliceNode=redSliceNode, preset="mr", pipeline="official", sliceExtent="roi")
+        logic.process(volume, rois[:1], segmentationNode, sliceNode=redSliceNode, preset="mr",
+                      pipeline="official", sliceExtent="roi")
         self.assertTrue(logic.undo(segmentationNode))
         after = slicer.util.arrayFromSegmentBinaryLabelmap(
             segmentationNode, segmentation.GetSegmentIdBySegmentName("Left temporal lobe"), volume)
@@ -633,7 +666,7 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
 
     @staticmethod
     def _dice(a, b) -> float:
-        import numpy as np
+        """The library's Dice (one definition for the CLI, the benchmark and these tests)."""
+        from LiteMedSAMLib.evaluation.metrics import dice
 
-        a, b = np.asarray(a) > 0, np.asarray(b) > 0
-        return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
+        return dice(a, b)

@@ -37,9 +37,9 @@ __all__ = [
     "box_from_physical_corners",
     "box_from_physical_extent",
     "read_roi_file",
-    "validate_box",
-    "validate_box2d",
-    "validate_slice_box",
+    "check_box",
+    "check_box2d",
+    "check_slice_box",
 ]
 
 # Tolerance (in voxels) when deciding whether a voxel centre lies on a box face: a face that
@@ -74,7 +74,7 @@ class Box3D:
     ``x`` is the image column (SimpleITK index ``i``), ``y`` the row (``j``), ``z`` the slice
     (``k``). In a ``[z, y, x]`` array the box is ``array[z0:z1+1, y0:y1+1, x0:x1+1]``.
 
-    The constructor only checks that the bounds are integers; :func:`validate_box` checks
+    The constructor only checks that the bounds are integers; :func:`check_box` checks
     them against an image (inverted axes, outside the image).
     """
 
@@ -162,10 +162,10 @@ class SliceBox:
         return Box3D(self.x0, self.y0, z0, self.x1, self.y1, z1)
 
 
-def validate_slice_box(box: SliceBox, image_shape_zyx: Sequence[int], *,
+def check_slice_box(box: SliceBox, image_shape_zyx: Sequence[int], *,
                        name: str = "box") -> tuple[SliceBox, list[str]]:
     """Check a :class:`SliceBox` against an image: its slice must exist and lie within its own
-    ``z_min..z_max``; the in-slice box is clipped like :func:`validate_box2d`."""
+    ``z_min..z_max``; the in-slice box is clipped like :func:`check_box2d`."""
     nz, ny, nx = _check_shape(image_shape_zyx, 3, "image_shape_zyx")
     if not 0 <= box.z < nz:
         raise LiteMedSAMError(f"{name}: slice {box.z} is outside the image (slices 0..{nz - 1})")
@@ -173,7 +173,7 @@ def validate_slice_box(box: SliceBox, image_shape_zyx: Sequence[int], *,
     z0, z1 = max(bounds.z0, 0), min(bounds.z1, nz - 1)
     if not z0 <= box.z <= z1:
         raise LiteMedSAMError(f"{name}: its slice {box.z} is outside its own slice range {bounds.z0}..{bounds.z1}")
-    box2d, warnings = validate_box2d(box.box2d, (ny, nx), name=name)
+    box2d, warnings = check_box2d(box.box2d, (ny, nx), name=name)
     return SliceBox(box.z, *box2d, z_min=z0, z_max=z1), warnings
 
 
@@ -230,7 +230,7 @@ def _check_shape(shape: Sequence[int], n_axes: int, what: str) -> list[int]:
     return [int(s) for s in shape]
 
 
-def _validate_bounds(lows: list[int], highs: list[int], sizes_xyz: list[int],
+def _check_bounds(lows: list[int], highs: list[int], sizes_xyz: list[int],
                      name: str) -> tuple[list[int], list[int], list[str]]:
     """Check inclusive bounds against an image of ``sizes_xyz`` voxels; clip if partly outside.
 
@@ -265,7 +265,7 @@ def _validate_bounds(lows: list[int], highs: list[int], sizes_xyz: list[int],
     return clipped_lows, clipped_highs, warnings
 
 
-def validate_box(box: Box3D | Sequence[float], image_shape_zyx: Sequence[int], *,
+def check_box(box: Box3D | Sequence[float], image_shape_zyx: Sequence[int], *,
                  name: str = "box") -> tuple[Box3D, list[str]]:
     """Check a 3D box against an image and clip it to the image if it sticks out.
 
@@ -284,15 +284,15 @@ def validate_box(box: Box3D | Sequence[float], image_shape_zyx: Sequence[int], *
     """
     nz, ny, nx = _check_shape(image_shape_zyx, 3, "image_shape_zyx")
     lows, highs = _coerce_bounds(box, 3, name)
-    lows, highs, warnings = _validate_bounds(lows, highs, [nx, ny, nz], name)
+    lows, highs, warnings = _check_bounds(lows, highs, [nx, ny, nz], name)
     return Box3D(*lows, *highs), warnings
 
 
-def validate_box2d(box: Sequence[float], image_shape_yx: Sequence[int], *,
+def check_box2d(box: Sequence[float], image_shape_yx: Sequence[int], *,
                    name: str = "box") -> tuple[tuple[int, int, int, int], list[str]]:
     """Check a 2D box ``(x0, y0, x1, y1)`` against a 2D image or slice; clip if partly outside.
 
-    Same rules and messages as :func:`validate_box`.
+    Same rules and messages as :func:`check_box`.
 
     Args:
         box: 4 inclusive pixel indices ``(x0, y0, x1, y1)``.
@@ -304,7 +304,7 @@ def validate_box2d(box: Sequence[float], image_shape_yx: Sequence[int], *,
     """
     ny, nx = _check_shape(image_shape_yx, 2, "image_shape_yx")
     lows, highs = _coerce_bounds(box, 2, name)
-    lows, highs, warnings = _validate_bounds(lows, highs, [nx, ny], name)
+    lows, highs, warnings = _check_bounds(lows, highs, [nx, ny], name)
     return (lows[0], lows[1], highs[0], highs[1]), warnings
 
 
@@ -367,7 +367,7 @@ def box_from_physical_corners(corners_lps: np.ndarray, image: sitk.Image) -> Box
     (``TransformPhysicalPointToContinuousIndex``: origin, spacing, direction), then
     :func:`box_from_index_corners` picks the voxels. For an oblique box or image the result is
     the index-space bounding box of the corners. The result is NOT clipped: pass it to
-    :func:`validate_box` with the image shape.
+    :func:`check_box` with the image shape.
 
     Args:
         corners_lps: ``(N, 3)`` physical points in LPS millimetres (e.g. ``RoiBox.corners_lps``).

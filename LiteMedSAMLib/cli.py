@@ -1,15 +1,7 @@
-"""The ``litemedsam`` command line: batch segmentation, evaluation, the model list, the demo.
+"""The litemedsam command line: argument parsing and printing around the library.
 
-Examples::
-
-    litemedsam segment ct.nii.gz --box 120 90 40 210 180 75 --name liver -o liver.seg.nrrd
-    litemedsam segment dicom_folder/ --roi tumor.mrk.json --preset ct -o tumor.nii.gz
-    litemedsam segment ct.nii.gz --box 120 90 40 210 180 75 --point 150 130 60 -o liver.seg.nrrd
-    litemedsam evaluate liver.seg.nrrd liver_truth.nii.gz --json
-    litemedsam evaluate-clicks ct.nii.gz organs.nii.gz --clicks 5 --json
-    litemedsam evaluate-suite --pipeline default -o output/suite.json
-    litemedsam models
-    litemedsam demo -o output/
+Every computation lives in the library (segmentation, imageio, evaluation, registry); this
+module only turns arguments into calls and results into text.
 """
 
 from __future__ import annotations
@@ -17,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -28,10 +21,24 @@ from .errors import LiteMedSAMError
 
 log = logging.getLogger("LiteMedSAMLib")
 
+EXAMPLES = """examples:
+  litemedsam segment ct.nii.gz --box 120 90 40 210 180 75 --name liver -o liver.seg.nrrd
+  litemedsam segment dicom_folder/ --roi tumor.mrk.json --preset ct -o tumor.nii.gz
+  litemedsam segment ct.nii.gz --box 120 90 40 210 180 75 --point 150 130 60 -o liver.seg.nrrd
+  litemedsam evaluate liver.seg.nrrd liver_truth.nii.gz --json
+  litemedsam evaluate-clicks ct.nii.gz organs.nii.gz --clicks 5 --json
+  litemedsam evaluate-suite --pipeline default -o output/suite.json
+  litemedsam models
+  litemedsam demo -o output/
+"""
+
 
 # ------------------------------------------------------------------------------ progress
 class ProgressBar:
-    """A dependency-free text progress bar on stderr (full redraw on a terminal, 10% steps else)."""
+    """A dependency-free text progress bar on stderr (full redraw on a terminal, 10% steps else).
+
+    The rate counts from the ``(0, total)`` call that segmentation makes when it starts work,
+    so the one-off model conversion before it does not inflate the seconds per slice."""
 
     def __init__(self, label: str, enabled: bool = True, stream=sys.stderr) -> None:
         self.label, self.enabled, self.stream = label, enabled, stream
@@ -39,7 +46,9 @@ class ProgressBar:
         self.last_decile = -1
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total <= 0:
+        if done == 0:  # the work starts now: model loading and conversion are not in the rate
+            self.start = time.perf_counter()
+        if not self.enabled or total <= 0 or (done == 0 and not self.stream.isatty()):
             return
         elapsed = time.perf_counter() - self.start
         rate = f"{elapsed / done:.2f} s/slice" if done else ""
@@ -131,6 +140,13 @@ def _unique(names: Sequence[str]) -> list[str]:
     return out
 
 
+def _preset_text(requested: str, used: str) -> str:
+    """``"preset mr"``, or what ``auto`` chose: ``"preset none (auto)"``."""
+    if used == "window":
+        return "custom window"
+    return f"preset {used}" + (" (auto)" if requested == "auto" else "")
+
+
 # ------------------------------------------------------------------------------ segment
 def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None:
     for source in inputs:
@@ -141,8 +157,8 @@ def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .segmentation import segment_image
     from .imageio import DEFAULT_COLORS, check_image, read_image, write_segmentation
+    from .segmentation import segment_image
 
     output = Path(args.output)
     _check_output(output, [Path(args.image), *map(Path, args.roi or [])], args.overwrite)
@@ -164,7 +180,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         log.warning(warning)
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
     print(f"Wrote {output} ({len(masks)} segment(s), {elapsed:.1f} s, "
-          f"{predictor.encoder_runs} slice(s) encoded, {predictor.mode} mode, {args.pipeline} pipeline)")
+          f"{predictor.encoder_runs} slice(s) encoded, {predictor.mode} mode, {args.pipeline} pipeline, "
+          f"{_preset_text(args.preset, predictor.mapping.kind)})")
     for name, mask in zip(names, masks):
         print(f"  {name}: {int(mask.sum())} voxels, {mask.sum() * voxel_ml:.2f} mL")
     if args.overlay:
@@ -181,7 +198,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         save_overlay(args.overlay, predictor.slice_uint8(z), slices, names,
                      [DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(names))],
                      [b.box2d for b in boxes], title=f"LiteMedSAM, slice {z}",
-                     flip_rows=flips[0], flip_cols=flips[1])
+                     flip_rows=flips[0], flip_cols=flips[1],
+                     direction=image.GetDirection() if info.dimension == 3 else None)
         print(f"Wrote {args.overlay}")
     return 0
 
@@ -190,17 +208,25 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.metrics import evaluate_files
 
-    results = evaluate_files(args.prediction, args.ground_truth, args.tolerance)
+    report = evaluate_files(args.prediction, args.ground_truth, args.tolerance, pairs=getattr(args, "pair", None))
+    for what, labels in (("prediction", report["unmatched_prediction"]),
+                         ("ground-truth", report["unmatched_ground_truth"])):
+        if labels:
+            log.warning(f"{what} label(s) {', '.join(map(str, labels))} have no counterpart "
+                        f"(paired by {report['paired_by']}); not scored")
+    if not report["labels"]:
+        raise LiteMedSAMError(f"no prediction segment pairs with a ground-truth label (by {report['paired_by']}); "
+                              "name the segments as the ground truth does, or give --pair PRED TRUTH")
     if args.json:
-        print(json.dumps({"tolerance_mm": args.tolerance,
-                          "labels": {str(k): v for k, v in results.items()}}, indent=2))
+        print(json.dumps(report, indent=2))
         return 0
-    print(f"{'label':>6} {'DSC':>8} {'NSD@' + format(args.tolerance, 'g') + 'mm':>10}")
-    for label, values in results.items():
-        print(f"{label:>6} {values['dsc']:8.4f} {values['nsd']:10.4f}")
-    mean_dsc = np.mean([v["dsc"] for v in results.values()])
-    mean_nsd = np.mean([v["nsd"] for v in results.values()])
-    print(f"{'mean':>6} {mean_dsc:8.4f} {mean_nsd:10.4f}")
+    nsd = f"NSD@{args.tolerance:g}mm"
+    rows = [(label, r["prediction"], r["prediction_name"] or r["name"] or "", f"{r['dsc']:.4f}", f"{r['nsd']:.4f}")
+            for label, r in report["labels"].items()]
+    rows.append(("mean", "", f"over {report['mean']['over']} compared", f"{report['mean']['dsc']:.4f}",
+                 f"{report['mean']['nsd']:.4f}"))
+    print(f"Paired by {report['paired_by']}:")
+    print(text_table(("label", "prediction", "name", "DSC", nsd), rows))
     return 0
 
 
@@ -209,7 +235,7 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
     def show(label: int, step) -> None:
         if not args.quiet and not args.json:
             what = "box" if step.click is None else (
-                f"{'+' if step.click.positive else '-'} click at z={step.click.z} y={step.click.y} x={step.click.x}")
+                f"{'+' if step.click.positive else '-'} click at x={step.click.x} y={step.click.y} z={step.click.z}")
             print(f"label {label}: {what}: DSC {step.dsc:.4f} NSD {step.nsd:.4f} "
                   f"({step.changed_slices} slices changed)", file=sys.stderr)
 
@@ -224,6 +250,8 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    print(f"{report['mode']} mode, {_preset_text(args.preset, report['preset'])}, "
+          f"{report['correction']} correction")
     steps = ["box"] + [f"+{i}" for i in range(1, args.clicks + 1)]
     for key, name in (("dsc", "DSC"), ("nsd", f"NSD@{args.tolerance:g}mm")):
         print(f"{name:<12}" + "".join(f"{s:>8}" for s in steps))
@@ -266,11 +294,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    for row in rows:
-        mark = "*" if row["default"] else " "
-        where = row["weights"] or f"not installed ({row['install'] or 'see manifest'})"
-        print(f"{mark} {row['name']:<16} {row['title']:<28} {row['license']:<12} {where}")
+    print(text_table(("name", "title", "license", "weights"),
+                     [(row["name"] + (" (default)" if row["default"] else ""), row["title"], row["license"],
+                       row["weights"] or f"not installed ({row['install'] or 'see the manifest'})")
+                      for row in rows]))
     return 0
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Left-aligned columns under a header row, as wide as their widest cell (the last
+    column is not padded)."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ demo
@@ -290,7 +327,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cmd_segment(segment_args)
     print(f"Agreement with the reference label {EXAMPLE_LABEL.name}:")
     return cmd_evaluate(argparse.Namespace(prediction=str(seg_path), ground_truth=str(EXAMPLE_LABEL),
-                                           tolerance=2.0, json=False))
+                                           tolerance=2.0, pair=None, json=False))
 
 
 # ------------------------------------------------------------------------------ benchmark
@@ -306,6 +343,20 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ parser
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and appends each option's default to its help, unless
+    the default is "nothing" (None, False) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or "(default" in text or default in (None, False, argparse.SUPPRESS) or default == []
+                or not action.option_strings):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else "%(default)s"
+        return f"{text} (default: {shown})"
+
+
 def _pipeline_name(value: str) -> str:
     """argparse type for --pipeline: checked at parse time, kept as its name."""
     from .pipeline import get_pipeline
@@ -317,34 +368,45 @@ def _pipeline_name(value: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .backends import MODES
+    from .backends import DEFAULT_MODE, MODES
     from .pipeline import DEFAULT_PIPELINE, PIPELINE_HELP
     from .preprocessing import PRESET_HELP, PRESETS
 
     parser = argparse.ArgumentParser(prog="litemedsam", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     epilog=EXAMPLES, formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="one of the commands below; 'litemedsam COMMAND --help' for its options")
+
+    def add_command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, formatter_class=HelpFormatter, **kwargs)
 
     def model_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", default=None, help="registered model name (see `litemedsam models`)")
-        p.add_argument("--weights", default=None, help="explicit weights file for the model")
-        p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+        p.add_argument("--model", default=None,
+                       help="registered model name (default: the default of 'litemedsam models')")
+        p.add_argument("--weights", default=None, metavar="FILE",
+                       help="explicit weights file for the model (default: the registered, checksummed one)")
+        p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-        p.add_argument("--mode", default=None, choices=list(MODES),
-                       help="inference backend: exact (OpenVINO float32, official masks; default), "
+        p.add_argument("--mode", default=DEFAULT_MODE, choices=list(MODES),
+                       help="inference backend: exact (OpenVINO float32, official masks), "
                             "fast (OpenVINO bfloat16, small mask differences), torch (eager PyTorch)")
+
+    def intensity_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--preset", default="auto", choices=PRESETS, help=f"intensity preset; {PRESET_HELP}")
+        p.add_argument("--window", nargs=2, type=float, metavar=("WIDTH", "LEVEL"),
+                       help="custom CT window in HU (overrides --preset)")
 
     def pipeline_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--pipeline", default=DEFAULT_PIPELINE, type=_pipeline_name, metavar="PIPELINE",
-                       help=PIPELINE_HELP + f" (default {DEFAULT_PIPELINE})")
+                       help=PIPELINE_HELP)
 
-    seg = sub.add_parser("segment", help="segment an image inside boxes",
-                         description="Segment IMAGE (nrrd, nii.gz, mha, ... or a DICOM series folder) "
-                                     "inside each box; 3D boxes are swept from their middle slice.")
-    seg.add_argument("image")
+    seg = add_command("segment", help="segment an image inside boxes",
+                      description="Segment IMAGE inside each box; 3D boxes are swept from their middle slice.")
+    seg.add_argument("image", help="image file (nrrd, nii.gz, mha, png, ...) or a DICOM series folder")
     seg.add_argument("--box", nargs="+", type=float, action="append", metavar="N",
-                     help="inclusive voxel box x0 y0 z0 x1 y1 z1 (or x0 y0 x1 y1 on a 2D image / with --slice); repeatable")
+                     help="inclusive voxel box x0 y0 z0 x1 y1 z1 (or x0 y0 x1 y1 on a 2D image / with --slice); "
+                          "repeatable")
     seg.add_argument("--box-mm", nargs=6, type=float, action="append", metavar="MM",
                      help="box by two opposite corners x y z x y z in physical LPS millimetres; repeatable")
     seg.add_argument("--roi", action="append", metavar="FILE.mrk.json",
@@ -353,106 +415,151 @@ def build_parser() -> argparse.ArgumentParser:
                      help="2D box on slice Z (inclusive voxel indices): segments the object there and "
                           "sweeps up and down until it ends; repeatable")
     seg.add_argument("--name", action="append",
-                     help="segment name, one per box in order (--box, --box-mm, --roi, --box2d)")
+                     help="segment name, one per box in order (--box, --box-mm, --roi, --box2d) (default: the "
+                          "ROI's name, else 'box N')")
     seg.add_argument("--point", nargs="+", type=float, action="append", metavar="N",
-                     help="object point X Y Z (voxel indices; X Y for 2D) to correct the box that holds it")
+                     help="object point X Y Z (voxel indices; X Y for 2D) to correct the box that holds it; "
+                          "repeatable")
     seg.add_argument("--background-point", nargs="+", type=float, action="append", metavar="N",
-                     help="background point X Y Z: where the box's result covers too much")
+                     help="background point X Y Z: where the box's result covers too much; repeatable")
     seg.add_argument("-o", "--output", required=True,
                      help="output .seg.nrrd (Slicer segmentation) or labelmap (.nii.gz, .nrrd, .mha)")
-    seg.add_argument("--preset", default="auto", choices=PRESETS, help=PRESET_HELP)
-    seg.add_argument("--window", nargs=2, type=float, metavar=("WIDTH", "LEVEL"), help="custom CT window")
+    intensity_options(seg)
     seg.add_argument("--slice", type=int, default=None, help="segment only this slice (2D prompt)")
-    seg.add_argument("--overlay", default=None, metavar="PNG", help="also write an overlay figure")
+    seg.add_argument("--overlay", default=None, metavar="PNG", help="also write a picture of the middle "
+                     "(or --slice) slice with the result")
     seg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     model_options(seg)
     pipeline_option(seg)
     seg.set_defaults(func=cmd_segment)
 
-    ev = sub.add_parser("evaluate", help="DSC and NSD of a prediction against a ground truth")
-    ev.add_argument("prediction")
-    ev.add_argument("ground_truth")
-    ev.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
-    ev.add_argument("--json", action="store_true")
+    ev = add_command("evaluate", help="DSC and NSD of a prediction against a ground truth",
+                     description="DSC and NSD of each prediction segment against its ground-truth label: "
+                                 "paired by segment name when both files name them (.seg.nrrd), else by "
+                                 "label value (segment N of a .seg.nrrd is label N). Unpaired ones are "
+                                 "reported and left out of the mean.")
+    ev.add_argument("prediction", help="predicted labelmap or .seg.nrrd")
+    ev.add_argument("ground_truth", help="ground-truth labelmap or .seg.nrrd on the same voxel grid")
+    ev.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm")
+    ev.add_argument("--pair", nargs=2, type=int, action="append", metavar=("PRED", "TRUTH"),
+                    help="score prediction label PRED against ground-truth label TRUTH instead of the "
+                         "automatic pairing; repeatable")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ev.set_defaults(func=cmd_evaluate)
 
-    clk = sub.add_parser("evaluate-clicks", help="box, then simulated correction clicks: DSC/NSD after each",
-                         description="The CVPR 2025 interactive protocol: for each label of GROUND_TRUTH, a box "
-                                     "from its bounding box, then clicks at the centre of the largest error "
-                                     "region, each followed by refinement; prints DSC and NSD after each step.")
-    clk.add_argument("image")
+    clk = add_command("evaluate-clicks", help="box, then simulated correction clicks: DSC/NSD after each",
+                      description="The CVPR 2025 interactive protocol: for each label of GROUND_TRUTH, a box "
+                                  "from its bounding box, then clicks at the centre of the largest error "
+                                  "region, each followed by refinement; prints DSC and NSD after each step.")
+    clk.add_argument("image", help="image file or DICOM series folder (3D)")
     clk.add_argument("ground_truth", help="label volume (labelmap or .seg.nrrd) on the image's voxel grid")
-    clk.add_argument("--clicks", type=int, default=5, help="clicks after the box (default 5)")
-    clk.add_argument("--label", type=int, nargs="+", default=None, help="labels to evaluate (default all)")
-    clk.add_argument("--preset", default="auto", choices=PRESETS, help=PRESET_HELP)
-    clk.add_argument("--window", nargs=2, type=float, metavar=("WIDTH", "LEVEL"), help="custom CT window")
-    clk.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
+    clk.add_argument("--clicks", type=int, default=5, help="clicks after the box")
+    clk.add_argument("--label", type=int, nargs="+", default=None, help="labels to evaluate (default: all)")
+    intensity_options(clk)
+    clk.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm")
     clk.add_argument("--correction", default="edit", choices=["edit", "replace"],
-                     help="edit: each click edits the mask near it (default); replace: SAM-style re-prompt")
+                     help="edit: each click edits the mask near it; replace: SAM-style re-prompt")
     clk.add_argument("--no-mask-prompt", action="store_true", help="do not feed the box result's logits back")
-    clk.add_argument("--json", action="store_true")
+    clk.add_argument("--json", action="store_true", help="print JSON instead of tables")
     model_options(clk)
     pipeline_option(clk)
     clk.set_defaults(func=cmd_evaluate_clicks)
 
-    suite = sub.add_parser("evaluate-suite", help="pipelines side by side on the labelled public suite",
-                           description="Segment every selected structure of the suite (fetched by "
-                                       "tools/fetch_public_data.py) with one box each, once per pipeline "
-                                       "(the official pipeline always too), and print DSC and NSD per "
-                                       "dataset and structure, the means and the time.")
-    suite.add_argument("--data", default=None, help="suite folder (default $LITEMEDSAM_DATA_DIR or "
-                                                    "~/.cache/litemedsam-data)")
+    suite = add_command("evaluate-suite", help="pipelines side by side on the labelled public suite",
+                        description="Segment every selected structure of the suite (fetched by "
+                                    "tools/fetch_public_data.py) with one box each, once per pipeline "
+                                    "(the official pipeline always too), and print DSC and NSD per "
+                                    "dataset and structure, the means and the time.")
+    suite.add_argument("--data", default=None,
+                       help="suite folder (default: $LITEMEDSAM_DATA_DIR or ~/.cache/litemedsam-data)")
     suite.add_argument("--pipeline", action="append", metavar="NAME",
                        help="pipeline to compare with the official one (e.g. default, official+window); repeatable")
-    suite.add_argument("--split", default="test", choices=["test", "train", "all"], help="cases to run (default test)")
+    suite.add_argument("--split", default="test", choices=["test", "train", "all"], help="cases to run")
     suite.add_argument("--dataset", action="append", metavar="NAME", help="only this dataset or case id; repeatable")
     suite.add_argument("--start", default="box3d", choices=["box3d", "box2d"],
-                       help="box3d: the label's 3D bounding box (default); box2d: its 2D box on its middle slice")
+                       help="box3d: the label's 3D bounding box; box2d: its 2D box on its middle slice")
     suite.add_argument("--max-structures", type=int, default=12, metavar="N",
-                       help="structures per 3D case, typical ones first, then the most compact (default 12)")
+                       help="structures per 3D case, typical ones first, then the most compact")
     suite.add_argument("--structure", action="append", metavar="NAME", help="only structures of this name; repeatable")
     suite.add_argument("--max-slices", type=int, default=None, metavar="N",
                        help="crop each 3D case to N slices around its labels (shorter runs)")
-    suite.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
-    suite.add_argument("-o", "--output", default=None, metavar="JSON", help="write the report; the plot goes beside it (.png)")
+    suite.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm")
+    suite.add_argument("-o", "--output", default=None, metavar="JSON",
+                       help="write the report; the plot goes beside it (.png)")
     model_options(suite)
     suite.set_defaults(func=cmd_evaluate_suite)
 
-    models = sub.add_parser("models", help="list registered models and installed weights")
-    models.add_argument("--json", action="store_true")
+    models = add_command("models", help="list registered models and installed weights",
+                         description="List the models of the manifest (LiteMedSAMLib/models.json) and where "
+                                     "their weights are installed.")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(func=cmd_models)
 
-    demo = sub.add_parser("demo", help="segment the shipped example brain MR and score it")
+    demo = add_command("demo", help="segment the shipped example brain MR and score it",
+                       description="Segment the shipped example (three structures of a brain MR), write "
+                                   "demo.seg.nrrd and demo_overlay.png, and score it against its label.")
     demo.add_argument("-o", "--output", default="output", help="folder for demo.seg.nrrd and demo_overlay.png")
     model_options(demo)
     pipeline_option(demo)
     demo.set_defaults(func=cmd_demo)
 
-    bench = sub.add_parser("benchmark", help="time our modes against the official 3D algorithm",
-                           description="Run the official LiteMedSAM 3D sweep and each mode on real volumes "
-                                       "(one child process each); write JSON and a PNG plot.")
+    bench = add_command("benchmark", help="time our modes against the official 3D algorithm",
+                        description="Run the official LiteMedSAM 3D sweep and each mode on real volumes "
+                                    "(one child process each); write JSON and a PNG plot.")
     bench.add_argument("-o", "--output", default="output/benchmark.json", help="JSON path; the plot goes beside it")
     bench.add_argument("--quick", action="store_true", help="10 slices instead of 50 in the 512x512 case")
     bench.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    bench.add_argument("--modes", nargs="+", default=None, choices=list(MODES), help="modes to run (default all)")
-    bench.add_argument("--cases", nargs="+", default=None, help="cases to run (default all)")
+    bench.add_argument("--modes", nargs="+", default=None, choices=list(MODES), help="modes to run (default: all)")
+    bench.add_argument("--cases", nargs="+", default=None, help="cases to run (default: all)")
     bench.set_defaults(func=cmd_benchmark)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (2 for a user error, 130 when cancelled, 141
+    when the reader of stdout went away, e.g. ``| head``)."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # The reader closed the pipe (``litemedsam models | head -1``): stop quietly, as ``cat``
+        # does. Point stdout at devnull so that Python's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
+
+
+class _LogFormatter(logging.Formatter):
+    """``litemedsam: message`` for notices (INFO), ``WARNING: message`` for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "litemedsam" if record.levelno == logging.INFO else record.levelname
+        return f"{prefix}: {record.getMessage()}"
+
+
+def _configure_logging(verbose: bool) -> None:
+    """The library's notices (e.g. the one-off model conversion) and warnings at the default
+    verbosity; with --verbose also its details and other libraries' notices."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+    logging.getLogger("LiteMedSAMLib").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
+    _configure_logging(args.verbose)
     if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
-    from .propagation import SegmentationCancelled
+    from .errors import SegmentationCancelled
 
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()
+        return status
     except LiteMedSAMError as exc:
         print(f"litemedsam: error: {exc}", file=sys.stderr)
         return 2

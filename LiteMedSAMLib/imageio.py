@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from LiteMedSAMLib.colors import SEGMENT_COLORS
 from LiteMedSAMLib.errors import LiteMedSAMError
 
 __all__ = [
     "DEFAULT_COLORS",
+    "read_segments",
     "DicomSeriesInfo",
     "ImageInfo",
     "check_image",
@@ -37,15 +39,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# A fixed palette of distinct, anatomy-like colours (RGB in [0, 1]); mask i gets colour
-# i modulo its length.
-DEFAULT_COLORS: tuple[tuple[float, float, float], ...] = tuple(
-    (r / 255.0, g / 255.0, b / 255.0) for r, g, b in (
-        (128, 174, 128), (241, 214, 145), (177, 122, 101), (111, 184, 210),
-        (216, 101, 79), (221, 130, 101), (144, 238, 144), (192, 104, 88),
-        (220, 245, 20), (78, 63, 0), (255, 250, 220), (230, 220, 70),
-    )
-)
+# The shared segment palette (LiteMedSAMLib.colors): mask i gets colour i modulo its length.
+DEFAULT_COLORS = SEGMENT_COLORS
 
 _LABELMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 _SEGMENTATION_SUFFIX = ".seg.nrrd"
@@ -452,6 +447,35 @@ def write_segmentation(path: str | Path, masks: Sequence[np.ndarray], reference:
             raise LiteMedSAMError(f"Could not write {path}: {error}") from None
         return None
     return _write_labelmap(path, masks, reference)
+
+
+def read_segments(path: str | Path):
+    """Each labelled structure of a labelmap or a Slicer ``.seg.nrrd``, for scoring.
+
+    Returns ``(segments, spacing)``: ``segments`` is a list of ``(label, name, mask)``, where
+    ``mask`` is a bool array ``[z, y, x]``; a labelmap gives one per non-zero value (``name``
+    None), a ``.seg.nrrd`` one per segment with label ``i + 1`` for the ``i``-th segment in
+    file order (as :func:`write_segmentation` numbers a labelmap) and the segment's name.
+    Overlapping segments stay whole. ``spacing`` is ``(z, y, x)`` in mm.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LiteMedSAMError(f"file not found: {path}")
+    if path.name.lower().endswith(".seg.nrrd"):
+        import slicerio
+
+        seg = slicerio.read_segmentation(str(path))
+        voxels = np.asarray(seg["voxels"])
+        layered = voxels.ndim == 4
+        segments = []
+        for index, segment in enumerate(seg["segments"], start=1):
+            layer = voxels[..., segment.get("layer", 0)] if layered else voxels
+            mask = np.transpose(layer == segment["labelValue"], (2, 1, 0))
+            segments.append((index, segment.get("name") or None, mask))
+        spacing_ijk = np.linalg.norm(np.asarray(seg["ijkToLPS"])[:3, :3], axis=0)
+        return segments, tuple(spacing_ijk[::-1])
+    labels, spacing = read_label_volume(path)
+    return [(int(v), None, labels == v) for v in np.unique(labels) if v != 0], spacing
 
 
 def read_label_volume(path: str | Path):

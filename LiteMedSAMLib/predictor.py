@@ -8,18 +8,25 @@ first time a prompt needs it and kept in an LRU cache, so prompting the same sli
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import logging
 
 import numpy as np
 import torch
 
 from .errors import LiteMedSAMError
-from .preprocessing import (MODEL_INPUT_SIZE, IntensityMapping, box_from_mask_model, box_to_model,
-                            intensity_mapping, logits_to_mask, points_to_model, prepare_slice)
+from .preprocessing import (
+    MODEL_INPUT_SIZE,
+    IntensityMapping,
+    box_from_mask_model,
+    box_to_model,
+    intensity_mapping,
+    logits_to_mask,
+    points_to_model,
+    prepare_slice,
+)
 
 log = logging.getLogger(__name__)
 
@@ -274,12 +281,12 @@ class VolumePredictor:
         outside) and ``mask_input`` (the ``low_res_logits`` of an earlier prediction) refine
         the result. The box is scaled to the model exactly as the official script does.
         """
-        from .boxes import validate_box2d
+        from .boxes import check_box2d
 
         h, w = self.shape[1:]
         box_model = None
         if box is not None:
-            box2d, notes = validate_box2d(box, (h, w))
+            box2d, notes = check_box2d(box, (h, w))
             for note in notes:
                 log.warning(note)
             box_model = box_to_model(box2d, (h, w))

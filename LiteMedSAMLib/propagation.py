@@ -22,13 +22,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .boxes import Box3D, SliceBox, validate_box, validate_slice_box
+from .boxes import Box3D, SliceBox, check_box, check_slice_box
 from .errors import LiteMedSAMError, SegmentationCancelled, check_cancel  # noqa: F401 (re-exported)
 from .predictor import VolumePredictor, log
 from .preprocessing import box_from_mask_model, box_to_model
 
 ProgressCallback = Callable[[int, int], None]
-"""Called as ``progress(slices_done, slices_total)`` after each slice."""
+"""Called as ``progress(slices_done, slices_total)`` after each slice (and with 0 slices done
+when the work starts, so that a rate can leave out what came before)."""
 CancelCheck = Callable[[], bool]
 """Called before each slice; returning True stops the run with :class:`SegmentationCancelled`."""
 
@@ -68,14 +69,14 @@ def propagate_box(predictor: VolumePredictor, box: Box3D,
     return mask
 
 
-def validate_boxes(boxes: Sequence[Box3D | SliceBox | Sequence[int]],
+def check_boxes(boxes: Sequence[Box3D | SliceBox | Sequence[int]],
                    shape: tuple[int, int, int]) -> list[Box3D | SliceBox]:
     """Validate (and clip, with a logged warning) every box before any work starts."""
     if len(boxes) == 0:
         raise LiteMedSAMError("no box given: give at least one box to segment")
     valid = []
     for i, box in enumerate(boxes, start=1):
-        check = validate_slice_box if isinstance(box, SliceBox) else validate_box
+        check = check_slice_box if isinstance(box, SliceBox) else check_box
         checked, notes = check(box, shape, name=f"box {i}")
         for note in notes:
             log.warning(note)
@@ -104,7 +105,7 @@ def segment_volume(predictor: VolumePredictor, boxes: Sequence[Box3D | SliceBox 
     """
     from .refinement import RefinementSession
 
-    valid = validate_boxes(boxes, predictor.shape)
+    valid = check_boxes(boxes, predictor.shape)
     on_slice = slice_counter(valid, progress)
     return [RefinementSession(predictor, box, pipeline=pipeline).run(should_cancel, on_slice)
             for box in valid]
@@ -112,9 +113,12 @@ def segment_volume(predictor: VolumePredictor, boxes: Sequence[Box3D | SliceBox 
 
 def slice_counter(boxes: Sequence[Box3D | SliceBox], progress: ProgressCallback | None) -> Callable[[], None]:
     """A callable to call after each slice: reports ``progress(done, total)`` over all the
-    slices of validated ``boxes`` (a :class:`SliceBox` counts its whole allowed range)."""
+    slices of validated ``boxes`` (a :class:`SliceBox` counts its whole allowed range), after
+    ``progress(0, total)`` now, when the work starts."""
     total = sum(b.z_max - b.z_min + 1 if isinstance(b, SliceBox) else len(b.z_range) for b in boxes)
     done = 0
+    if progress is not None:
+        progress(0, total)
 
     def on_slice() -> None:
         nonlocal done

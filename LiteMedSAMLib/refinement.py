@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .boxes import Box3D, SliceBox, validate_box, validate_slice_box
+from .boxes import Box3D, SliceBox, check_box, check_slice_box
 from .errors import LiteMedSAMError, check_cancel
 from .predictor import VolumePredictor
 from .preprocessing import (
@@ -171,12 +171,12 @@ class RefinementSession:
             raise LiteMedSAMError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
         self.pipeline = get_pipeline(pipeline)
         if isinstance(box, SliceBox):
-            start, _ = validate_slice_box(box, predictor.shape, name="box")
+            start, _ = check_slice_box(box, predictor.shape, name="box")
             self.box = start.bounds(predictor.shape[0])
             self.mid, self.stop = start.z, True  # a 2D start: the sweep ends with the object
             window_slices = (start.z - 2, start.z + 2)
         else:
-            self.box, _ = validate_box(box, predictor.shape, name="box")
+            self.box, _ = check_box(box, predictor.shape, name="box")
             self.mid, self.stop = middle_slice(self.box.z0, self.box.z1), self.pipeline.stop
             window_slices = (self.box.z0, self.box.z1)
         frame = frame_for_box(self.pipeline, predictor, self.box.box2d, window_slices)

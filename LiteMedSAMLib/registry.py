@@ -167,8 +167,11 @@ def read_state_dict(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged or foreign file
-        raise LiteMedSAMError(f"{path} is not a readable PyTorch checkpoint (corrupt, truncated or "
-                              f"not a weights file): {type(exc).__name__}: {exc}") from exc
+        # Not torch's own text: it is advice for torch users (among it re-loading with
+        # weights_only=False, which would run code from an untrusted file).
+        raise LiteMedSAMError(f"{path} is not a readable PyTorch checkpoint: corrupt, truncated or not "
+                              f"a weights file ({type(exc).__name__}); download it again or pass the right "
+                              "--weights file") from None
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -33,14 +33,14 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
     from .backends import DEFAULT_MODE, make_predictor
     from .boxes import Box3D, SliceBox
     from .imageio import check_image
-    from .propagation import segment_volume, validate_boxes
+    from .propagation import check_boxes, segment_volume
     from .registry import load_model
 
     info = check_image(image)
     array = sitk.GetArrayFromImage(image)
     predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
     predictor.set_volume(array, preset=preset, window=window)
-    boxes = validate_boxes(boxes, predictor.shape)
+    boxes = check_boxes(boxes, predictor.shape)
     if slice_index is not None:
         predictor.check_slice(slice_index)
         for i, box in enumerate(boxes, start=1):

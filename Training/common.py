@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import sys
-from collections.abc import Callable
 import json
 import os
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from LiteMedSAMLib.preprocessing import (intensity_mapping, pad_to_square,
-                                         prepare_slice, resized_shape)
+from LiteMedSAMLib.preprocessing import intensity_mapping, pad_to_square, prepare_slice, resized_shape
 
 from .common import DataError
 

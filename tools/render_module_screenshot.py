@@ -83,9 +83,22 @@ def slice_view(volume, segmentationNode, names, k: int, zoom: int, boxes=(), poi
     header = ImageDraw.Draw(canvas)
     header.rectangle((0, 0, canvas.width, 40), fill=(168, 42, 42))  # Slicer's red view bar
     header.text((12, 8), title, fill=(255, 255, 255), font=FONT)
-    header.text((8, canvas.height // 2), "R", fill=(255, 255, 0), font=FONT)
-    header.text((canvas.width - 24, canvas.height // 2), "L", fill=(255, 255, 0), font=FONT)
-    header.text((canvas.width // 2, 50), "A", fill=(255, 255, 0), font=FONT)
+    return canvas
+
+
+def with_orientation_letters(canvas: Image.Image, top: int = 44) -> Image.Image:
+    """Slicer's orientation letters inside the edges of the view below the header bar, from the
+    file's direction diag(-1, -1, 1) shown flipped in both axes (see :func:`slice_view`)."""
+    from LiteMedSAMLib.overlay import orientation_letters
+
+    letters = orientation_letters((-1, 0, 0, 0, -1, 0, 0, 0, 1), flip_rows=True, flip_cols=True)
+    draw = ImageDraw.Draw(canvas)
+    middle = (top + canvas.height) // 2
+    for edge, (x, y, anchor) in {"left": (8, middle, "lm"), "right": (canvas.width - 8, middle, "rm"),
+                                 "top": (canvas.width // 2, top + 6, "mt"),
+                                 "bottom": (canvas.width // 2, canvas.height - 6, "mb")}.items():
+        draw.text((x, y), letters[edge], fill=(255, 255, 0), font=FONT, anchor=anchor,
+                  stroke_width=2, stroke_fill=(0, 0, 0))
     return canvas
 
 
@@ -103,6 +116,7 @@ def _load(image: sitk.Image, name: str):
 
 def render_boxes(output: Path) -> None:
     from conftest import makeScene
+
     from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
 
     makeScene()
@@ -114,6 +128,7 @@ def render_boxes(output: Path) -> None:
     segmentationNode = LiteMedSAMLogic().process(volume, rois, preset="mr")
     picture = slice_view(volume, segmentationNode, list(BOXES), SHOW_SLICE, ZOOM, boxes=list(BOXES.items()),
                          title="Axial  |  LiteMedSAM: Segment volume, 2 boxes")
+    picture = with_orientation_letters(picture)
     output.parent.mkdir(parents=True, exist_ok=True)
     picture.save(output)
     print(f"wrote {output}")
@@ -122,10 +137,10 @@ def render_boxes(output: Path) -> None:
 def render_correction(output: Path) -> None:
     import vtk
     from conftest import makeScene
-    from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
 
     from LiteMedSAMLib.evaluation.clicks import next_click
     from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
+    from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
 
     makeScene()
     volume = _load(sitk.ReadImage(str(EXAMPLE_IMAGE)), "example")
@@ -142,8 +157,9 @@ def render_correction(output: Path) -> None:
     volume.GetIJKToRASMatrix(ijkToRas)
     zoom = 4
     crop = slice(55, 145), slice(72, 158)  # rows (j), columns (i) around the lobe
-    before = _cropped(slice_view(volume, segmentationNode, [name], k, zoom, outline=truth[k],
-                                 title="After the box"), crop, zoom, truth.shape[1:])
+    before = with_orientation_letters(_cropped(
+        slice_view(volume, segmentationNode, [name], k, zoom, outline=truth[k], title="After the box"),
+        crop, zoom, truth.shape[1:]))
     objectPoints, backgroundPoints, scribbles = logic.createPromptNodes()
     placed = []
     for _ in range(3):  # where the segment misses most of the lobe on this slice, while it helps
@@ -154,8 +170,10 @@ def render_correction(output: Path) -> None:
             points.RemoveNthControlPoint(points.GetNumberOfControlPoints() - 1)
             break
         placed.append((click.x, click.y, (60, 200, 60) if click.positive else (230, 60, 60)))
-    after = _cropped(slice_view(volume, segmentationNode, [name], k, zoom, points=placed, outline=truth[k],
-                                title=f"After {len(placed)} object point{'s' * (len(placed) != 1)}"), crop, zoom, truth.shape[1:])
+    after = with_orientation_letters(_cropped(
+        slice_view(volume, segmentationNode, [name], k, zoom, points=placed, outline=truth[k],
+                   title=f"After {len(placed)} object point{'s' * (len(placed) != 1)}"),
+        crop, zoom, truth.shape[1:]))
     canvas = Image.new("RGB", (before.width + after.width + 12, before.height), (40, 40, 40))
     canvas.paste(before, (0, 0))
     canvas.paste(after, (before.width + 12, 0))

@@ -24,7 +24,7 @@ from LiteMedSAMLib.backends import make_predictor  # noqa: E402
 from LiteMedSAMLib.boxes import Box3D  # noqa: E402
 from LiteMedSAMLib.evaluation.clicks import evaluate_clicks, next_click  # noqa: E402
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL, EXAMPLE_PRESET  # noqa: E402
-from LiteMedSAMLib.overlay import radiological_flips  # noqa: E402
+from LiteMedSAMLib.overlay import draw_orientation_letters, orientation_letters, radiological_flips  # noqa: E402
 from LiteMedSAMLib.refinement import RefinementSession  # noqa: E402
 
 
@@ -75,6 +75,7 @@ def main() -> None:
 
         ax.set_title(f"right temporal lobe, slice {z}: {title}\nslice DSC {dice(mask, gt[z]):.2f}", fontsize=10)
         ax.axis("off")
+        draw_orientation_letters(ax, orientation_letters(image.GetDirection(), flip_rows, flip_cols), fontsize=10)
     for click in clicks:
         if click.z != z:
             continue

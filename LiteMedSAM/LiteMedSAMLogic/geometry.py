@@ -20,7 +20,7 @@ import itertools
 
 import numpy as np
 
-from LiteMedSAMLib.boxes import box_from_index_corners, validate_box
+from LiteMedSAMLib.boxes import box_from_index_corners, check_box
 from LiteMedSAMLib.errors import LiteMedSAMError
 
 IJK_AXIS_NAMES = ("I", "J", "K")
@@ -75,7 +75,7 @@ def voxelBoxFromRoi(cornersIjk: np.ndarray, shapeKji: tuple[int, ...],
             f"{name} does not intersect the volume (voxels {box[:3]} to {box[3:]} along I, J, K; "
             f"the volume has {sizes[0]} x {sizes[1]} x {sizes[2]} voxels; outside along "
             f"{', '.join(outside)}). Move the box over the image, or pick the volume it was drawn on.")
-    valid, warnings = validate_box(box, shape, name=name)
+    valid, warnings = check_box(box, shape, name=name)
     return valid.as_tuple(), warnings
 
 

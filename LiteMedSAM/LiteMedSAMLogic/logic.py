@@ -24,6 +24,7 @@ import numpy as np
 import slicer
 import vtk
 
+from LiteMedSAMLib.colors import SEGMENT_COLORS as PALETTE
 from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.pipeline import DEFAULT_PIPELINE, PIPELINES, get_pipeline
 from LiteMedSAMLib.presets import PRESETS
@@ -46,12 +47,9 @@ PIPELINE_NAMES = tuple(PIPELINES)
 # in a second view), swept from its middle slice as the official pipeline does.
 SLICE_EXTENTS = ("automatic", "roi")
 
-# Distinct segment colours (Tableau 10), used in order, skipping those already in the segmentation.
-SEGMENT_COLORS = (
-    (0.122, 0.467, 0.706), (1.000, 0.498, 0.055), (0.173, 0.627, 0.173), (0.839, 0.153, 0.157),
-    (0.580, 0.404, 0.741), (0.549, 0.337, 0.294), (0.890, 0.467, 0.761), (0.498, 0.498, 0.498),
-    (0.737, 0.741, 0.133), (0.090, 0.745, 0.812),
-)
+# The library's segment palette (LiteMedSAMLib.colors), so Slicer and the command line colour
+# the same result alike; used in order, skipping colours already in the segmentation.
+SEGMENT_COLORS = PALETTE
 
 # Segment tag that links a segment to the ROI node it was made from (re-runs replace it).
 ROI_TAG = "LiteMedSAM.RoiNodeID"
@@ -346,10 +344,10 @@ class LiteMedSAMLogic(_LogicBase):
             LiteMedSAMLib.errors.SegmentationCancelled: ``shouldCancel()`` returned True.
         """
         from LiteMedSAMLib.boxes import SliceBox
-        from LiteMedSAMLib.propagation import slice_counter, validate_boxes
+        from LiteMedSAMLib.propagation import check_boxes, slice_counter
         from LiteMedSAMLib.refinement import RefinementSession
 
-        from .refinement import SegmentRefinement
+        from .segmentCorrection import SegmentRefinement
 
         predictor = self._predictorFor(job)
         boxes = []
@@ -359,7 +357,7 @@ class LiteMedSAMLogic(_LogicBase):
                 boxes.append(SliceBox(task.startSlice, x0, y0, x1, y1))
             else:
                 boxes.append((x0, y0, z0, x1, y1, z1))
-        boxes = validate_boxes(boxes, predictor.shape)  # all of them before any work
+        boxes = check_boxes(boxes, predictor.shape)  # all of them before any work
         onSlice = slice_counter(boxes, progressCallback)
 
         # Each box is a refinement session (its first run is the plain mid-slice propagation;
@@ -400,12 +398,6 @@ class LiteMedSAMLogic(_LogicBase):
         self._predictors.clear()
         self._refinements.clear()
         self._histories.clear()
-
-    def clearCache(self) -> None:
-        """Forget cached slice embeddings, models and correction sessions (frees memory)."""
-        self._predictors.clear()
-        self._models.clear()
-        self._refinements.clear()
 
     # ------------------------------------------------------------------ step 3: apply
     def applyResult(self, job: SegmentationJob, masks: Sequence[np.ndarray],
@@ -510,7 +502,7 @@ class LiteMedSAMLogic(_LogicBase):
         """New ``(object points, background points, scribbles)`` nodes for corrections: two
         markups point lists (green, red) and a segmentation with an object and a background
         scribble segment, ready for the Segment Editor's Paint effect."""
-        from .refinement import BACKGROUND_SCRIBBLE, OBJECT_SCRIBBLE
+        from .segmentCorrection import BACKGROUND_SCRIBBLE, OBJECT_SCRIBBLE
 
         scene = slicer.mrmlScene
         nodes = []

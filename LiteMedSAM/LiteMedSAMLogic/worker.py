@@ -44,10 +44,6 @@ class BackgroundRun:
         """Ask the work to stop before its next slice; the run ends in state ``cancelled``."""
         self._cancelRequested.set()
 
-    @property
-    def cancelRequested(self) -> bool:
-        return self._cancelRequested.is_set()
-
     def _reportProgress(self, done: int, total: int) -> None:
         with self._lock:
             self._progress = (done, total)

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
+_announced = False  # whether this process has said that it converts (once, not per part)
 BACKEND_VERSION = "1"  # bump when the conversion changes, so that cached IR is rebuilt
 CACHE_ENV = "LITEMEDSAM_CACHE_DIR"
 PRECISIONS = ("f32", "bf16")
@@ -134,8 +136,16 @@ def _converted(model: nn.Module, part: str, folder: Path | None):
             return _core().read_model(str(path)), path, False
         except Exception as exc:  # a truncated or foreign file: convert again
             log.warning("cached model %s is unreadable (%s); converting again", path, exc)
+    global _announced
+    if not _announced:  # one line for the pause a first run makes, at the CLI's default verbosity
+        log.info("converting the model for this CPU with OpenVINO, once: about 25 s "
+                 "(later runs load it from %s)", folder)
+        _announced = True
     start = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # tracing warns about every shape-dependent Python branch; they are expected and the
+        # converted model is checked against the eager one by the tests
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         if part == "encoder":
             ov_model = ov.convert_model(model.image_encoder.eval(),
                                         example_input=torch.zeros(1, 3, model.image_size, model.image_size))
@@ -158,7 +168,7 @@ def _converted(model: nn.Module, part: str, folder: Path | None):
     ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
     tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
     tmp.replace(path)
-    log.info("converted the %s to OpenVINO in %.1f s: %s", part, time.perf_counter() - start, path)
+    log.debug("converted the %s to OpenVINO in %.1f s: %s", part, time.perf_counter() - start, path)
     return ov_model, path, True
 
 

@@ -80,14 +80,12 @@ def label_map(masks: list[np.ndarray]) -> np.ndarray:
 
 
 def dsc_labels(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean DSC over the labels present in either map (1.0 when both are empty)."""
+    """Mean DSC (:func:`~LiteMedSAMLib.evaluation.metrics.dice`) over the labels present in
+    either map (1.0 when both are empty)."""
+    from .metrics import dice
+
     labels = [v for v in np.union1d(np.unique(a), np.unique(b)) if v != 0]
-    scores = []
-    for v in labels:
-        x, y = a == v, b == v
-        total = int(x.sum()) + int(y.sum())
-        scores.append(1.0 if total == 0 else 2.0 * int((x & y).sum()) / total)
-    return float(np.mean(scores)) if scores else 1.0
+    return float(np.mean([dice(a == v, b == v) for v in labels])) if labels else 1.0
 
 
 # ----------------------------------------------------------------------------- timing
@@ -287,6 +285,7 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
         for case in cases:
             _, _, _, description = make_case(case, quick)
             echo(f"\n{case}: {description}")
+            echo(format_header())
             ref_segs = None
             for mode in [REFERENCE, *modes]:
                 npz = str(Path(tmp) / f"{case}-{mode}.npz")
@@ -317,59 +316,116 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
     return report
 
 
-HEADER = ("mode", "sweep s", "s/slice", "speed-up", "enc ms", "dec ms", "enc runs", "GFLOP/s",
-          "DSC vs ref", "first ms", "re-prompt ms", "peak MB")
+# (header, width, how a run's value is written); "-" where a run has no such value
+COLUMNS = (
+    ("mode", 12, lambda r: r["mode"] if r["used_mode"] == r["mode"] else f"{r['mode']}->{r['used_mode']}"),
+    ("sweep s", 8, lambda r: f"{r['sweep_s']:.1f}"),
+    ("s/slice", 8, lambda r: f"{r['s_per_slice']:.2f}"),
+    ("speed-up", 8, lambda r: f"{r['speedup']:.2f}x"),
+    ("enc ms", 7, lambda r: f"{r['encoder_ms_per_slice']:.0f}"),
+    ("dec ms", 7, lambda r: f"{r['decoder_ms_per_slice']:.0f}"),
+    ("enc runs", 8, lambda r: f"{r['encoder_runs']:d}"),
+    ("GFLOP/s", 8, lambda r: f"{r['achieved_gflops']:.0f}"),
+    ("DSC vs ref", 10, lambda r: f"{r['dsc_vs_reference']:.4f}"),
+    ("first ms", 8, lambda r: f"{r['first_slice_ms']:.0f}"),
+    ("re-prompt ms", 12, lambda r: f"{r['reprompt_ms']:.0f}"),
+    ("peak MB", 8, lambda r: f"{r['peak_rss_mb']:.0f}"),
+)
+
+
+def _cells(r: dict) -> list[str]:
+    """A run's values as text, "-" for those it does not have (the reference has no latency)."""
+    cells = []
+    for _, _, value in COLUMNS:
+        try:
+            cells.append(value(r))
+        except (KeyError, TypeError, ValueError):
+            cells.append("-")
+    return cells
+
+
+def format_header() -> str:
+    """The header line of :func:`format_row`'s columns."""
+    return "  " + " ".join(f"{name:<{w}}" if i == 0 else f"{name:>{w}}"
+                           for i, (name, w, _) in enumerate(COLUMNS))
 
 
 def format_row(r: dict) -> str:
-    first = f"{r['first_slice_ms']:.0f}" if "first_slice_ms" in r else "-"
-    reprompt = f"{r['reprompt_ms']:.0f}" if "reprompt_ms" in r else "-"
-    mode = r["mode"] if r["used_mode"] == r["mode"] else f"{r['mode']}->{r['used_mode']}"
-    return (f"  {mode:<10} {r['sweep_s']:8.1f} {r['s_per_slice']:7.2f} {r['speedup']:6.2f}x "
-            f"{r['encoder_ms_per_slice']:7.0f} {r['decoder_ms_per_slice']:6.0f} {r['encoder_runs']:5d} "
-            f"{r['achieved_gflops']:6.0f} {r['dsc_vs_reference']:8.4f} {first:>6} {reprompt:>6} "
-            f"{r['peak_rss_mb']:7.0f}")
+    """One run as a text row under :func:`format_header`."""
+    return "  " + " ".join(f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}"
+                           for i, (cell, (_, w, _)) in enumerate(zip(_cells(r), COLUMNS)))
 
 
 def markdown_table(report: dict) -> str:
-    """The results as a Markdown table (for the README)."""
-    lines = ["| case | mode | sweep s | s/slice | speed-up | encoder ms/slice | decoder ms/slice | "
-             "GFLOP/s | DSC vs reference | first slice ms | re-prompt ms | peak RSS MB |",
-             "| --- " * 12 + "|"]
+    """The results as a Markdown table (for the README); "-" where a run has no value."""
+    headers = ["case"] + [name for name, _, _ in COLUMNS]
+    lines = ["| " + " | ".join(headers) + " |", "| --- " * len(headers) + "|"]
     for r in report["runs"]:
-        lines.append(f"| {r['case']} | {r['mode']} | {r['sweep_s']:.1f} | {r['s_per_slice']:.2f} | "
-                     f"{r['speedup']:.2f}x | {r['encoder_ms_per_slice']:.0f} | {r['decoder_ms_per_slice']:.0f} | "
-                     f"{r['achieved_gflops']:.0f} | {r['dsc_vs_reference']:.4f} | "
-                     f"{r.get('first_slice_ms', float('nan')):.0f} | {r.get('reprompt_ms', float('nan')):.0f} | "
-                     f"{r['peak_rss_mb']:.0f} |")
+        lines.append("| " + " | ".join([r["case"], *_cells(r)]) + " |")
     return "\n".join(lines)
 
 
-def plot(report: dict, path: Path) -> None:
+MODE_COLORS = {REFERENCE: "#888888", "exact": "#1f77b4", "fast": "#2ca02c", "torch": "#ff7f0e"}
+
+
+def benchmark_figure(report: dict):
+    """The benchmark as a figure; the caller closes it.
+
+    Top row, per case: the 3D sweep's seconds per *box slice* (what a user waits), annotated
+    with the speed-up and the DSC against the reference. Bottom row: the encoder's seconds
+    per *encoded* slice, against the one thing that bounds it, the encoder's GFLOP at the
+    measured matmul peak (float32 for reference/exact/torch, bfloat16 for fast). The floors
+    belong to the bottom row only: with several boxes the modes encode each slice once for
+    all boxes, so a box slice can cost less than one encoder run. Each floor is drawn across
+    the bars it bounds.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    m = report["machine"]
     cases = list(dict.fromkeys(r["case"] for r in report["runs"]))
-    fig, axes = plt.subplots(1, len(cases), figsize=(5.5 * len(cases), 4.2), squeeze=False)
-    for ax, case in zip(axes[0], cases):
+    fig, axes = plt.subplots(2, len(cases), figsize=(5.6 * len(cases), 7.4), squeeze=False, layout="constrained")
+    floors = {"fp32": m["encoder_gflop"] / m["matmul_fp32_gflops"],
+              "bf16": m["encoder_gflop"] / m["matmul_bf16_gflops"]}
+    for column, case in enumerate(cases):
         rows = [r for r in report["runs"] if r["case"] == case]
         names = [r["mode"] for r in rows]
-        values = [r["s_per_slice"] for r in rows]
-        bars = ax.bar(names, values, color=["#888888"] + ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd"][:len(rows) - 1])
-        for bar, r in zip(bars, rows):
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(),
-                    f"{r['speedup']:.1f}x\nDSC {r['dsc_vs_reference']:.3f}", ha="center", va="bottom", fontsize=8)
-        floor = report["machine"]["fp32_floor_s_per_slice"]
-        ax.axhline(floor, color="k", ls="--", lw=0.8)
-        ax.text(-0.45, floor, "fp32 matmul floor (encoder)", ha="left", va="top", fontsize=7)
-        ax.set_title(f"{case}\n({rows[0]['slices']} box slices)", fontsize=9)
-        ax.set_ylabel("seconds per box slice (3D sweep)")
-        ax.set_ylim(0, max(values) * 1.3)
-    m = report["machine"]
+        colors = [MODE_COLORS.get(n, "#9467bd") for n in names]
+        top, bottom = axes[0][column], axes[1][column]
+        sweep = [r["s_per_slice"] for r in rows]
+        bars = top.bar(names, sweep, color=colors)
+        top.bar_label(bars, [f"{r['speedup']:.1f}x\nDSC {r['dsc_vs_reference']:.3f}" for r in rows],
+                      fontsize=8, padding=2)
+        top.set_ylim(0, max(sweep) * 1.35)
+        top.set_title(f"{case}: 3D sweep ({rows[0]['slices']} box slices)", fontsize=9)
+        top.set_ylabel("s per box slice")
+        encoder = [r["encoder_ms_per_slice"] / 1000 for r in rows]
+        bars = bottom.bar(names, encoder, color=colors)
+        bottom.bar_label(bars, [f"{v:.2f} s\n{r['encoder_runs']} runs" for v, r in zip(encoder, rows)],
+                         fontsize=8, padding=2)
+        for bar, name in zip(bars, names):  # each bar's own floor, across that bar only
+            precision = "bf16" if name == "fast" else "fp32"
+            bottom.hlines(floors[precision], bar.get_x(), bar.get_x() + bar.get_width(), color="k",
+                          ls="--" if precision == "fp32" else ":", lw=1.2,
+                          label=f"{precision} matmul floor {floors[precision]:.2f} s"
+                                + (" (fast mode)" if precision == "bf16" else ""))
+        bottom.set_ylim(0, max(encoder) * 1.35)
+        bottom.set_title(f"{case}: encoder, per encoded slice", fontsize=9)
+        bottom.set_ylabel("s per encoder run")
+    handles, labels = axes[1][0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(list(unique.values()), list(unique), loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(f"LiteMedSAM 3D sweep vs the official script, {m['threads']} threads, {m['cpu']}", fontsize=9)
-    fig.tight_layout()
+    return fig
+
+
+def plot(report: dict, path: Path) -> None:
+    """Write :func:`benchmark_figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = benchmark_figure(report)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

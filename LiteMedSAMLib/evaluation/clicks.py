@@ -140,8 +140,8 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
     import SimpleITK as sitk
 
     from ..backends import DEFAULT_MODE, make_predictor
-    from ..pipeline import get_pipeline
     from ..imageio import check_image, read_image, read_label_volume
+    from ..pipeline import get_pipeline
     from ..registry import load_model
 
     image = read_image(image_path)

@@ -31,15 +31,16 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from ..errors import LiteMedSAMError
 
-__all__ = ["dice", "normalized_surface_dice", "per_label_metrics", "surface_distances"]
+__all__ = ["dice", "evaluate_files", "normalized_surface_dice", "pair_segments", "per_label_metrics",
+           "surface_distances"]
 
 # Weights that turn a 2x2x2 (2x2) neighbourhood into its code, applied with
 # scipy.ndimage.correlate exactly as DeepMind's implementation does.
@@ -329,18 +330,78 @@ def per_label_metrics(pred_labels: np.ndarray, gt_labels: np.ndarray,
     return results
 
 
-def evaluate_files(pred_path: str | Path, gt_path: str | Path, tolerance_mm: float = 2.0):
-    """DSC and NSD per label, as the CVPR24 challenge scores them (labels of the ground truth)."""
-    from ..imageio import read_label_volume
+def pair_segments(pred: Sequence[tuple[int, str | None]], truth: Sequence[tuple[int, str | None]],
+                  pairs: Sequence[tuple[int, int]] | None = None) -> tuple[list[tuple[int, int]], str]:
+    """Which prediction label is scored against which ground-truth label.
 
-    pred, pred_spacing = read_label_volume(pred_path)
-    gt, gt_spacing = read_label_volume(gt_path)
-    if pred.shape != gt.shape:
-        raise LiteMedSAMError(f"prediction {pred.shape} and ground truth {gt.shape} (z, y, x) are not "
-                              "on the same voxel grid")
+    Args:
+        pred, truth: ``(label, name or None)`` of each structure of the two files.
+        pairs: explicit ``(prediction label, ground-truth label)`` pairs; they override the rest.
+
+    Returns:
+        ``(pairs, how)``. Without explicit pairs: by name (case-insensitive) when both sides
+        name their structures and at least one name matches, else by equal label value.
+        ``how`` is ``"--pair"``, ``"name"`` or ``"label value"``.
+    """
+    pred_labels, truth_labels = [p[0] for p in pred], [t[0] for t in truth]
+    if pairs:
+        for what, label, known in [("prediction", p, pred_labels) for p, _ in pairs] + \
+                                  [("ground truth", t, truth_labels) for _, t in pairs]:
+            if label not in known:
+                raise LiteMedSAMError(f"--pair names {what} label {label}, which is not in the {what} file "
+                                      f"(it has {', '.join(map(str, known)) or 'no labels'})")
+        return [(int(p), int(t)) for p, t in pairs], "--pair"
+
+    def key(name: str | None) -> str | None:
+        return name.strip().casefold() if name else None
+
+    truth_by_name = {key(n): label for label, n in truth if key(n)}
+    by_name = [(p, truth_by_name[key(n)]) for p, n in pred if key(n) in truth_by_name]
+    if by_name:
+        return by_name, "name"
+    return [(p, p) for p in pred_labels if p in truth_labels], "label value"
+
+
+def evaluate_files(pred_path: str | Path, gt_path: str | Path, tolerance_mm: float = 2.0,
+                   pairs: Sequence[tuple[int, int]] | None = None) -> dict:
+    """DSC and NSD of each prediction structure against the ground-truth structure it pairs
+    with (:func:`pair_segments`): by name for two ``.seg.nrrd`` that name them alike, else by
+    label value, or as ``pairs`` says.
+
+    Returns a JSON-ready dict: ``paired_by``; ``labels`` keyed by ground-truth label (as
+    text) with ``dsc``, ``nsd``, the ``prediction`` label paired with it and the names;
+    ``unmatched_prediction`` and ``unmatched_ground_truth`` (labels that were not compared);
+    ``mean`` DSC and NSD over the compared pairs (``over``: how many). The CVPR24 challenge
+    scores a ground-truth label the prediction misses as 0; here it is reported as unmatched
+    instead, so that a result for some structures is not averaged with those it never had.
+    """
+    from ..imageio import read_segments
+
+    pred, pred_spacing = read_segments(pred_path)
+    truth, gt_spacing = read_segments(gt_path)
+    if pred and truth and pred[0][2].shape != truth[0][2].shape:
+        raise LiteMedSAMError(f"prediction {pred[0][2].shape} and ground truth {truth[0][2].shape} (z, y, x) "
+                              "are not on the same voxel grid")
     if not np.allclose(pred_spacing, gt_spacing, rtol=1e-4):
         raise LiteMedSAMError(f"prediction spacing {pred_spacing} differs from ground truth {gt_spacing}")
-    labels = [int(v) for v in np.unique(gt) if v != 0]
-    if not labels:
+    if not truth:
         raise LiteMedSAMError(f"the ground truth {gt_path} has no labelled voxels")
-    return per_label_metrics(pred, gt, gt_spacing, tolerance_mm, labels=labels)
+    if not pred:
+        raise LiteMedSAMError(f"the prediction {pred_path} has no labelled voxels or segments")
+    matched, how = pair_segments([(lab, name) for lab, name, _ in pred],
+                                 [(lab, name) for lab, name, _ in truth], pairs)
+    pred_by_label = {lab: (name, mask) for lab, name, mask in pred}
+    truth_by_label = {lab: (name, mask) for lab, name, mask in truth}
+    results: dict[str, dict] = {}
+    for p, t in sorted(matched, key=lambda pair: pair[1]):
+        (p_name, p_mask), (t_name, t_mask) = pred_by_label[p], truth_by_label[t]
+        results[str(t)] = {"dsc": dice(p_mask, t_mask),
+                           "nsd": normalized_surface_dice(p_mask, t_mask, gt_spacing, tolerance_mm),
+                           "prediction": p, "prediction_name": p_name, "name": t_name}
+    used_pred, used_truth = {p for p, _ in matched}, {t for _, t in matched}
+    return {"tolerance_mm": tolerance_mm, "paired_by": how, "labels": results,
+            "unmatched_prediction": [lab for lab in pred_by_label if lab not in used_pred],
+            "unmatched_ground_truth": [lab for lab in truth_by_label if lab not in used_truth],
+            "mean": {"dsc": float(np.mean([r["dsc"] for r in results.values()])) if results else None,
+                     "nsd": float(np.mean([r["nsd"] for r in results.values()])) if results else None,
+                     "over": len(results)}}

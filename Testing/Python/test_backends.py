@@ -33,11 +33,54 @@ def eager(model, example):
     return p
 
 
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @pytest.fixture(scope="module")
-def exact(model, example, cache_folder):
-    p = backends.make_predictor(model, "exact", threads=2, folder=cache_folder)
+def first_conversion(model, cache_folder):
+    """The exact backend converted into an empty cache, with what it logged and warned."""
+    import warnings
+
+    from LiteMedSAMLib.backends import openvino_backend
+
+    openvino_backend._announced = False  # as in a new process
+    handler = _Records()
+    logger = logging.getLogger("LiteMedSAMLib")
+    logger.addHandler(handler)
+    previous, logger.level = logger.level, logging.DEBUG
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictor = backends.make_predictor(model, "exact", threads=2, folder=cache_folder)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+    return predictor, handler.records, caught
+
+
+@pytest.fixture(scope="module")
+def exact(first_conversion, example):
+    p = first_conversion[0]
     p.set_volume(example[0], preset="mr")
     return p
+
+
+@needs_openvino
+def test_the_first_conversion_says_so_once_and_quietly(first_conversion):
+    """One notice at the CLI's default verbosity (INFO) for encoder and decoders together,
+    and none of torch's TracerWarnings."""
+    predictor, records, caught = first_conversion
+    assert predictor.mode == "exact"
+    notices = [r.getMessage() for r in records if r.levelno >= logging.INFO]
+    assert len(notices) == 1 and notices[0].startswith("converting the model for this CPU with OpenVINO, once")
+    assert sum("converted the" in r.getMessage() for r in records if r.levelno == logging.DEBUG) == 3
+    assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
 
 
 @needs_openvino

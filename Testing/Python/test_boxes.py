@@ -16,9 +16,9 @@ from LiteMedSAMLib.boxes import (
     box_from_index_corners,
     box_from_physical_corners,
     box_from_physical_extent,
+    check_box,
+    check_box2d,
     read_roi_file,
-    validate_box,
-    validate_box2d,
 )
 from LiteMedSAMLib.errors import LiteMedSAMError
 
@@ -88,66 +88,66 @@ def test_box2d_from_mask():
 
 
 # ---------------------------------------------------------------------------------------------
-# validate_box / validate_box2d
+# check_box / check_box2d
 
 
-def test_validate_box_inside_is_unchanged():
-    box, warnings = validate_box([0, 0, 0, 39, 29, 19], (20, 30, 40))
+def test_check_box_inside_is_unchanged():
+    box, warnings = check_box([0, 0, 0, 39, 29, 19], (20, 30, 40))
     assert box == Box3D(0, 0, 0, 39, 29, 19)
     assert warnings == []
 
 
-def test_validate_box_accepts_box3d_and_integral_floats():
-    box, warnings = validate_box(Box3D(1, 2, 3, 4, 5, 6), (10, 10, 10))
+def test_check_box_accepts_box3d_and_integral_floats():
+    box, warnings = check_box(Box3D(1, 2, 3, 4, 5, 6), (10, 10, 10))
     assert box.as_tuple() == (1, 2, 3, 4, 5, 6) and warnings == []
-    box, _ = validate_box(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), (10, 10, 10))
+    box, _ = check_box(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), (10, 10, 10))
     assert box.as_tuple() == (1, 2, 3, 4, 5, 6)
 
 
-def test_validate_box_clips_partly_outside_with_warning():
-    box, warnings = validate_box((-5, 10, 18, 45, 12, 25), (20, 30, 40), name="box 2")
+def test_check_box_clips_partly_outside_with_warning():
+    box, warnings = check_box((-5, 10, 18, 45, 12, 25), (20, 30, 40), name="box 2")
     assert box == Box3D(0, 10, 18, 39, 12, 19)
     assert len(warnings) == 1
     assert "box 2" in warnings[0] and "clipped" in warnings[0]
     assert "x0=0, x1=39" in warnings[0] and "z0=18, z1=19" in warnings[0]
 
 
-def test_validate_box_inverted_names_axis():
+def test_check_box_inverted_names_axis():
     with pytest.raises(LiteMedSAMError, match=r"inverted along y\b"):
-        validate_box((1, 9, 1, 5, 3, 5), (10, 10, 10))
+        check_box((1, 9, 1, 5, 3, 5), (10, 10, 10))
     with pytest.raises(LiteMedSAMError, match="inverted along x and z"):
-        validate_box((6, 1, 6, 5, 3, 5), (10, 10, 10))
+        check_box((6, 1, 6, 5, 3, 5), (10, 10, 10))
 
 
-def test_validate_box_entirely_outside_names_image_size():
+def test_check_box_entirely_outside_names_image_size():
     with pytest.raises(LiteMedSAMError, match=r"entirely outside.*x=40 x y=30 x z=20"):
-        validate_box((50, 0, 0, 60, 5, 5), (20, 30, 40))
+        check_box((50, 0, 0, 60, 5, 5), (20, 30, 40))
     with pytest.raises(LiteMedSAMError, match="entirely outside the image along z"):
-        validate_box((0, 0, -10, 5, 5, -1), (20, 30, 40))
+        check_box((0, 0, -10, 5, 5, -1), (20, 30, 40))
 
 
-def test_validate_box_rejects_wrong_length_and_fractions():
+def test_check_box_rejects_wrong_length_and_fractions():
     with pytest.raises(LiteMedSAMError, match="must have 6 numbers"):
-        validate_box((1, 2, 3, 4), (10, 10, 10))
+        check_box((1, 2, 3, 4), (10, 10, 10))
     with pytest.raises(LiteMedSAMError, match="box x1 must be an integer"):
-        validate_box((1, 2, 3, 4.5, 5, 6), (10, 10, 10))
+        check_box((1, 2, 3, 4.5, 5, 6), (10, 10, 10))
     with pytest.raises(LiteMedSAMError, match="sequence"):
-        validate_box("1,2,3,4,5,6", (10, 10, 10))
+        check_box("1,2,3,4,5,6", (10, 10, 10))
     with pytest.raises(LiteMedSAMError, match="image_shape_zyx"):
-        validate_box((1, 2, 3, 4, 5, 6), (10, 0, 10))
+        check_box((1, 2, 3, 4, 5, 6), (10, 0, 10))
 
 
-def test_validate_box2d_same_rules():
-    assert validate_box2d((2, 3, 8, 9), (20, 10)) == ((2, 3, 8, 9), [])
-    box, warnings = validate_box2d((-3, 3, 8, 25), (20, 10))  # image 10 wide, 20 tall
+def test_check_box2d_same_rules():
+    assert check_box2d((2, 3, 8, 9), (20, 10)) == ((2, 3, 8, 9), [])
+    box, warnings = check_box2d((-3, 3, 8, 25), (20, 10))  # image 10 wide, 20 tall
     assert box == (0, 3, 8, 19)
     assert "clipped to x0=0, x1=8, y0=3, y1=19" in warnings[0]
     with pytest.raises(LiteMedSAMError, match="inverted along x"):
-        validate_box2d((8, 3, 2, 9), (20, 10))
+        check_box2d((8, 3, 2, 9), (20, 10))
     with pytest.raises(LiteMedSAMError, match=r"entirely outside.*x=10 x y=20"):
-        validate_box2d((10, 0, 12, 5), (20, 10))
+        check_box2d((10, 0, 12, 5), (20, 10))
     with pytest.raises(LiteMedSAMError, match="must have 4 numbers"):
-        validate_box2d((1, 2, 3, 4, 5, 6), (20, 10))
+        check_box2d((1, 2, 3, 4, 5, 6), (20, 10))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def test_index_corners_include_voxel_centres_inside():
     # Rounding noise around a centre does not drop it.
     assert box_from_index_corners(np.array([[10.0000004, 0, 0], [13.9999996, 0, 0]]))[::3] == \
         (10, 14)
-    # Negative indices are returned unclipped (validate_box clips).
+    # Negative indices are returned unclipped (check_box clips).
     assert box_from_index_corners(np.array([[-3.2, 0, 0], [2, 0, 0]]))[::3] == (-3, 2)
 
 

@@ -11,10 +11,10 @@ import SimpleITK as sitk
 import slicerio
 
 from LiteMedSAMLib.cli import main
+from LiteMedSAMLib.evaluation.metrics import dice
+from LiteMedSAMLib.example import EXAMPLE_BOXES, EXAMPLE_IMAGE, EXAMPLE_LABEL
 from LiteMedSAMLib.imageio import read_label_volume
 from LiteMedSAMLib.segmentation import segment_image
-from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
-from LiteMedSAMLib.evaluation.metrics import dice
 
 LOBE_BOX = ["14", "79", "10", "62", "130", "12"]  # left temporal lobe, 3 slices
 
@@ -138,21 +138,56 @@ def test_dicom_series_folder_input(tmp_path):
     assert labels.shape == (4, 170, 158) and labels[2].sum() > 300 and not labels[[0, 1, 3]].any()
 
 
-def test_evaluate_json_and_table(tmp_path, capsys):
-    truth = sitk.ReadImage(str(EXAMPLE_LABEL))
-    array = sitk.GetArrayFromImage(truth)
-    pred = array.copy()
-    pred[pred == 2] = 0  # label 2 missed entirely
-    pred_img = sitk.GetImageFromArray(pred)
-    pred_img.CopyInformation(truth)
-    path = tmp_path / "pred.nii.gz"
-    sitk.WriteImage(pred_img, str(path))
-    assert main(["evaluate", str(path), str(EXAMPLE_LABEL), "--json"]) == 0
+def _write_labels(path, masks, names=None):
+    from LiteMedSAMLib.imageio import write_segmentation
+
+    reference = sitk.ReadImage(str(EXAMPLE_LABEL))
+    write_segmentation(path, masks, reference, names or [f"s{i}" for i in range(len(masks))])
+    return path
+
+
+def test_evaluate_json_and_table(tmp_path, capsys, caplog):
+    """A ground-truth label the prediction misses is reported, not averaged in as 0."""
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(EXAMPLE_LABEL)))
+    path = _write_labels(tmp_path / "pred.nii.gz", [array == 1, array == 3])  # labels 1 and 2
+    with caplog.at_level("WARNING"):
+        assert main(["evaluate", str(path), str(EXAMPLE_LABEL), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["labels"]["1"] == {"dsc": 1.0, "nsd": 1.0}
-    assert result["labels"]["2"] == {"dsc": 0.0, "nsd": 0.0}
+    assert result["paired_by"] == "label value"
+    assert result["labels"]["1"]["dsc"] == 1.0 and result["labels"]["1"]["nsd"] == 1.0
+    assert result["labels"]["2"]["dsc"] == 0.0 and result["labels"]["2"]["prediction"] == 2
+    assert result["unmatched_ground_truth"] == [3] and result["unmatched_prediction"] == []
+    assert result["mean"] == {"dsc": 0.5, "nsd": 0.5, "over": 2}
+    assert any("ground-truth label(s) 3 have no counterpart" in r.message for r in caplog.records)
+    # --pair overrides the label values
+    assert main(["evaluate", str(path), str(EXAMPLE_LABEL), "--pair", "2", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["paired_by"] == "--pair" and list(result["labels"]) == ["3"]
+    assert result["labels"]["3"]["dsc"] == 1.0 and result["unmatched_ground_truth"] == [1, 2]
     assert main(["evaluate", str(path), str(EXAMPLE_LABEL)]) == 0
-    assert "mean" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Paired by label value" in out and "over 2 compared" in out
+    assert main(["evaluate", str(path), str(EXAMPLE_LABEL), "--pair", "5", "1"]) == 2
+    assert "prediction label 5, which is not in" in capsys.readouterr().err
+
+
+def test_evaluate_pairs_a_one_box_result_by_segment_name(tmp_path, capsys):
+    """One box on the second structure: scored against that structure's label (2), not
+    against label 1 by position, when both .seg.nrrd files name their segments."""
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(EXAMPLE_LABEL)))
+    names = list(EXAMPLE_BOXES)
+    truth = _write_labels(tmp_path / "truth.seg.nrrd", [array == v for v in (1, 2, 3)], names)
+    one = _write_labels(tmp_path / "one.seg.nrrd", [array == 2], ["Right Temporal Lobe"])
+    assert main(["evaluate", str(one), str(truth), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["paired_by"] == "name" and list(result["labels"]) == ["2"]
+    assert result["labels"]["2"]["dsc"] == 1.0 and result["labels"]["2"]["name"] == "right temporal lobe"
+    assert result["unmatched_ground_truth"] == [1, 3] and result["mean"]["over"] == 1
+    # unnamed against named: by label value, so the same mask scores 0 against label 1
+    labelmap = _write_labels(tmp_path / "one.nii.gz", [array == 2])
+    assert main(["evaluate", str(labelmap), str(truth), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["paired_by"] == "label value" and result["labels"]["1"]["dsc"] == 0.0
 
 
 def test_models_lists_the_installed_default(capsys):
@@ -163,7 +198,8 @@ def test_models_lists_the_installed_default(capsys):
 
 
 @pytest.mark.parametrize("make_args, message", [
-    (lambda p, t: ["segment", str(t / "missing.nii.gz"), "--box", *LOBE_BOX, "-o", str(t / "o.nii.gz")], "not found|does not exist"),
+    (lambda p, t: ["segment", str(t / "missing.nii.gz"), "--box", *LOBE_BOX, "-o", str(t / "o.nii.gz")],
+     "not found|does not exist"),
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "-o", str(p)], "is an input file"),
     (lambda p, t: ["segment", str(p), "--box", "1", "2", "3", "-o", str(t / "o.nii.gz")], "6 numbers"),
     (lambda p, t: ["segment", str(p), "-o", str(t / "o.nii.gz")], "at least one box"),
@@ -171,7 +207,8 @@ def test_models_lists_the_installed_default(capsys):
                    "-o", str(t / "o.nii.gz")], "2 --name given for 1 boxes"),
     (lambda p, t: ["segment", str(p), "--box", "14", "79", "10", "62", "130", "12", "--model", "nosuchmodel",
                    "-o", str(t / "o.nii.gz")], "unknown model 'nosuchmodel'"),
-    (lambda p, t: ["segment", str(p), "--box", "500", "500", "1", "600", "600", "2", "-o", str(t / "o.nii.gz")], "outside"),
+    (lambda p, t: ["segment", str(p), "--box", "500", "500", "1", "600", "600", "2", "-o", str(t / "o.nii.gz")],
+     "outside"),
     (lambda p, t: ["segment", str(p), "--box", "5", "5", "60", "50", "50", "70", "-o", str(t / "o.nii.gz")], "outside"),
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "--slice", "40", "-o", str(t / "o.nii.gz")], "out of range"),
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "-o", str(t / "o.txt")], "suffix|extension|\\.txt"),
@@ -210,13 +247,21 @@ def test_bad_image_files(tmp_path, capsys, array, message):
     assert _sha(path) == before
 
 
-def test_corrupt_weights_file(oblique_image, tmp_path, capsys):
+@pytest.mark.parametrize("content", [b"\x80\x02not a checkpoint at all", b"PK\x03\x04truncated zip",
+                                     bytes(range(256)) * 20])
+def test_corrupt_weights_file(oblique_image, tmp_path, capsys, content):
+    """Only the project's one-line message: none of torch's advice (weights_only=False would
+    execute code from the file) and no traceback."""
     bad = tmp_path / "broken.pth"
-    bad.write_bytes(b"\x80\x02not a checkpoint at all")
+    bad.write_bytes(content)
     assert main(["segment", str(oblique_image), "--box", *LOBE_BOX, "--weights", str(bad),
                  "-o", str(tmp_path / "o.nii.gz")]) == 2
     err = capsys.readouterr().err
-    assert "not a readable PyTorch checkpoint" in err and "Traceback" not in err
+    assert err.startswith(f"litemedsam: error: {bad} is not a readable PyTorch checkpoint")
+    assert err.count("\n") == 1
+    for torch_text in ("weights_only", "Traceback", "file an issue", "miniz"):
+        assert torch_text not in err
+    assert not (tmp_path / "o.nii.gz").exists()
 
 
 def test_dice_of_the_demo_structures_against_reference():
@@ -262,3 +307,49 @@ def test_points_correct_the_box_they_lie_in(oblique_image, tmp_path):
     session.add_point(11, 25, 95, False)
     np.testing.assert_array_equal(written, session.mask > 0)
     assert not np.array_equal(written, plain > 0)  # the points changed something
+
+
+def _subcommands():
+    from LiteMedSAMLib.cli import build_parser
+
+    parser = build_parser()
+    choices = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction)).choices
+    return parser, choices
+
+
+def test_help_is_plain_text_with_every_argument_and_default_explained():
+    parser, commands = _subcommands()
+    assert set(commands) >= {"segment", "evaluate", "evaluate-clicks", "evaluate-suite", "models", "demo", "benchmark"}
+    for name, sub in [("litemedsam", parser), *commands.items()]:
+        text = sub.format_help()
+        assert "``" not in text and "::" not in text, name
+        for action in sub._actions:
+            assert action.help, f"{name}: {action.dest} has no help"
+            if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+                shown = " ".join(map(str, action.default)) if isinstance(action.default, list) else str(action.default)
+                assert f"(default: {shown})" in text.replace("\n" + " " * 24, " "), f"{name} {action.dest}"
+    assert "litemedsam segment ct.nii.gz" in parser.format_help()  # examples kept
+
+
+def test_models_table_has_a_header_and_names_the_default(capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "title", "license", "weights"]
+    assert any(line.startswith("litemedsam (default)") for line in lines[1:])
+    starts = {line.index("Apache") for line in lines[1:] if "Apache" in line}
+    assert len(starts) == 1 and lines[0].index("license") in starts  # one aligned column
+
+
+@pytest.mark.parametrize("argv", [["models"], ["--help"], ["evaluate", str(EXAMPLE_LABEL), str(EXAMPLE_LABEL)]])
+def test_a_closed_pipe_ends_quietly(argv):
+    """``litemedsam models | head -1``: the reader goes away; no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    proc = subprocess.run([sys.executable, "-m", "LiteMedSAMLib.cli", *argv], stdout=write_end,
+                          stderr=subprocess.PIPE, text=True, timeout=300)
+    os.close(write_end)
+    assert proc.stderr == "" and proc.returncode in (0, 141)  # argparse itself ignores a closed pipe

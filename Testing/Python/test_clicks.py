@@ -10,8 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 from LiteMedSAMLib.cli import main
-from LiteMedSAMLib.evaluation.clicks import Click, next_click
 from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.evaluation.clicks import Click, next_click
 
 
 def test_click_at_centre_of_largest_error_region():

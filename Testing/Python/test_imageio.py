@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -386,3 +387,13 @@ def test_seg_nrrd_read_back_with_slicer(slicer_scene, tmp_path):
     expected[:3, :3] = direction @ np.diag(reference.GetSpacing())
     expected[:3, 3] = reference.GetOrigin()
     np.testing.assert_allclose(_ras_to_lps_matrix(image_to_world), expected, atol=1e-6)
+
+
+def test_one_palette_for_files_pictures_and_slicer():
+    """The CLI (files, overlays) and the Slicer module colour segments from one palette."""
+    from LiteMedSAMLib.colors import SEGMENT_COLORS, segment_color
+
+    assert DEFAULT_COLORS is SEGMENT_COLORS and len(set(SEGMENT_COLORS)) == len(SEGMENT_COLORS)
+    assert segment_color(len(SEGMENT_COLORS) + 1) == SEGMENT_COLORS[1]
+    logic = (Path(__file__).parents[2] / "LiteMedSAM" / "LiteMedSAMLogic" / "logic.py").read_text()
+    assert "from LiteMedSAMLib.colors import SEGMENT_COLORS" in logic and "0.122, 0.467" not in logic

@@ -7,11 +7,19 @@ import pytest
 import torch
 
 from LiteMedSAMLib.errors import LiteMedSAMError
-from LiteMedSAMLib.preprocessing import (CT_WINDOWS, box_from_mask_model, box_to_model,
-                                         intensity_mapping, logits_to_mask, pad_to_square,
-                                         prepare_slice, resize_longest_side, resized_shape,
-                                         resolve_preset)
 from LiteMedSAMLib.evaluation.reference import official_preprocess_ct, official_preprocess_mr
+from LiteMedSAMLib.preprocessing import (
+    CT_WINDOWS,
+    box_from_mask_model,
+    box_to_model,
+    intensity_mapping,
+    logits_to_mask,
+    pad_to_square,
+    prepare_slice,
+    resize_longest_side,
+    resized_shape,
+    resolve_preset,
+)
 
 
 def _ct_volume(seed=0):

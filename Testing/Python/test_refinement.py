@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from LiteMedSAMLib.boxes import Box3D
-from LiteMedSAMLib.evaluation.clicks import next_click
 from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.evaluation.clicks import next_click
 from LiteMedSAMLib.evaluation.metrics import dice
 from LiteMedSAMLib.predictor import VolumePredictor
 from LiteMedSAMLib.propagation import propagate_box

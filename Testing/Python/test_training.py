@@ -74,6 +74,9 @@ def test_both_stages_reduce_their_losses_and_log_them(trained):
 def test_export_loads_through_the_registry_and_segments(trained, monkeypatch, example):
     _, out = trained
     export = out / "export"
+    from manifest_schema import manifest_errors
+
+    assert manifest_errors(json.loads((export / "ci-repvit-tiny.json").read_text())) == []  # the schema holds
     manifest = json.loads((export / "ci-repvit-tiny.json").read_text())["models"]["ci-repvit-tiny"]
     assert manifest["architecture"]["encoder"]["reparameterized"] is True
     monkeypatch.setenv(registry.MODELS_DIR_ENV, str(export))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,8 @@ for path in (str(MODULE_DIR), str(REPO_ROOT)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+from LiteMedSAMLogic.headless import makeScene  # noqa: E402 (after the path set-up; tests import it from here)
+
 MNI_T1 = "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 
 
@@ -30,38 +31,6 @@ def _deterministicThreads():
     import torch
 
     torch.set_num_threads(2)  # same float results run to run (as the library's tests)
-
-
-def makeScene():
-    """A fresh MRML scene with the module logics the LiteMedSAM logic uses, set as
-    ``slicer.mrmlScene``; the logics are kept alive on the scene object."""
-    import slicer
-    import vtk
-    from slicer import (vtkMRMLScene, vtkSlicerApplicationLogic, vtkSlicerMarkupsLogic,
-                        vtkSlicerSegmentationsModuleLogic, vtkSlicerSubjectHierarchyModuleLogic,
-                        vtkSlicerVolumesLogic)
-
-    vtk.vtkObject.GlobalWarningDisplayOff()
-    mrmlScene = vtkMRMLScene()
-    app = vtkSlicerApplicationLogic()
-    app.SetMRMLScene(mrmlScene)
-    app.GetColorLogic().SetMRMLScene(mrmlScene)
-    app.GetColorLogic().AddDefaultColorNodes()
-    logics = {}
-    for name, logic in [("Colors", app.GetColorLogic()),
-                        ("SubjectHierarchy", vtkSlicerSubjectHierarchyModuleLogic()),
-                        ("Volumes", vtkSlicerVolumesLogic()),
-                        ("Segmentations", vtkSlicerSegmentationsModuleLogic()),
-                        ("Markups", vtkSlicerMarkupsLogic())]:
-        logic.SetMRMLApplicationLogic(app)
-        logic.SetMRMLScene(mrmlScene)
-        app.SetModuleLogic(name, logic)
-        logics[name.lower()] = logic
-    slicer.mrmlScene = mrmlScene
-    slicer.modules = types.SimpleNamespace(
-        **{k: types.SimpleNamespace(logic=lambda lg=lg: lg) for k, lg in logics.items()})
-    mrmlScene.keepAlive = (app, logics)  # the logics must outlive the scene's use
-    return mrmlScene
 
 
 @pytest.fixture

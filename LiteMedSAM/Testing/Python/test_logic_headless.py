@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import slicer
 import slicerio
-import SimpleITK as sitk
-import vtk
-
 import volumes as V
+import vtk
 from conftest import makeScene
-from LiteMedSAMLib.predictor import VolumePredictor
+
 from LiteMedSAMLib.errors import SegmentationCancelled
+from LiteMedSAMLib.evaluation.metrics import dice
+from LiteMedSAMLib.predictor import VolumePredictor
 from LiteMedSAMLib.propagation import segment_volume
 from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
 from LiteMedSAMLogic.logic import ROI_TAG
 from LiteMedSAMLogic.worker import CANCELLED, DONE, BackgroundRun
 
 BOXES = {"Left ventricle": V.LEFT_VENTRICLE, "Right ventricle": V.RIGHT_VENTRICLE}
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
 
 
 def segmentArray(segmentationNode, name, volume) -> np.ndarray:
@@ -103,7 +99,7 @@ def test_segments_lie_inside_their_box_and_on_dark_ventricle_voxels(oblique):
 
 def test_progress_and_shared_embeddings(oblique):
     total = sum(k1 - k0 + 1 for (_, _, k0, _, _, k1) in BOXES.values())
-    assert oblique["progress"] == [(n, total) for n in range(1, total + 1)]
+    assert oblique["progress"] == [(n, total) for n in range(0, total + 1)]  # (0, total) at the start
     assert oblique["encoderRuns"] == 5  # both boxes span slices 3..7: each slice encoded once
 
 
@@ -176,8 +172,8 @@ def test_cancel_mid_sweep_leaves_the_segmentation_as_it_was(oblique):
     with pytest.raises(SegmentationCancelled):
         logic.process(volume, rois, segmentationNode, preset="mr", pipeline="official", sliceExtent="roi",
                       progressCallback=lambda d, t: calls.append(d),
-                      shouldCancel=lambda: len(calls) >= 2)
-    assert calls == [1, 2]
+                      shouldCancel=lambda: len(calls) >= 3)
+    assert calls == [0, 1, 2]  # the start, then two slices
     assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 2
     for name, mask in before.items():
         assert np.array_equal(segmentArray(segmentationNode, name, volume), mask)
@@ -210,7 +206,8 @@ def test_current_slice_on_a_sagittal_acquisition_in_the_axial_view(scene, mniT1,
     sliceNode.SetOrientation("Axial")
     lps = image.TransformIndexToPhysicalPoint((0, 5, 0))
     sliceNode.SetSliceOffset(lps[2])
-    segmentationNode = logic.process(volume, [roi], sliceNode=sliceNode, preset="mr", pipeline="official", sliceExtent="roi")
+    segmentationNode = logic.process(volume, [roi], sliceNode=sliceNode, preset="mr", pipeline="official",
+                                     sliceExtent="roi")
     mask = segmentArray(segmentationNode, "Left ventricle", volume)  # [k, j, i]
     assert set(np.nonzero(mask.any(axis=(0, 2)))[0]) == {5}  # only the axial slice j = 5
     # the library on the same axial slice ([j, k, i] array, slice 5, box in (i, k))
@@ -228,7 +225,8 @@ def test_current_slice_on_a_sagittal_acquisition_in_the_axial_view(scene, mniT1,
     assert axial[mask[:, 5, :].T > 0].mean() < 0.7 * axial[axial > 0].mean()
     # a second slice run accumulates: slice 6 is added, slice 5 is kept
     sliceNode.SetSliceOffset(image.TransformIndexToPhysicalPoint((0, 6, 0))[2])
-    logic.process(volume, [roi], segmentationNode, sliceNode=sliceNode, preset="mr", pipeline="official", sliceExtent="roi")
+    logic.process(volume, [roi], segmentationNode, sliceNode=sliceNode, preset="mr", pipeline="official",
+                  sliceExtent="roi")
     again = segmentArray(segmentationNode, "Left ventricle", volume)
     assert set(np.nonzero(again.any(axis=(0, 2)))[0]) == {5, 6}
     assert np.array_equal(again[:, 5, :], mask[:, 5, :])

@@ -71,10 +71,25 @@ def test_extension_metadata_is_complete_and_consistent():
     assert "Apache License" in (REPO_ROOT / "LICENSE").read_text()[:200]
 
 
-def test_icon_is_128_pixels():
+def test_icon_is_128_pixels_and_the_extension_icon_is_the_modules():
+    """Slicer reads the module's icon beside the module; the Extensions Index reads ICONURL
+    from the extension's Resources/Icons: one picture, kept identical."""
     from PIL import Image
 
-    assert Image.open(MODULE_DIR / "Resources" / "Icons" / "LiteMedSAM.png").size == (128, 128)
+    moduleIcon = MODULE_DIR / "Resources" / "Icons" / "LiteMedSAM.png"
+    extensionIcon = REPO_ROOT / "Resources" / "Icons" / "LiteMedSAM.png"
+    assert Image.open(moduleIcon).size == (128, 128)
+    assert extensionIcon.read_bytes() == moduleIcon.read_bytes()
+    text = (REPO_ROOT / "CMakeLists.txt").read_text()
+    assert "/main/Resources/Icons/LiteMedSAM.png" in text
+
+
+def test_every_widget_hook_and_handler_has_a_one_line_docstring():
+    """As Slicer's scripted module template: each method says what it is for."""
+    tree = ast.parse(MODULE_FILE.read_text())
+    missing = [f"{cls.name}.{f.name}" for cls in tree.body if isinstance(cls, ast.ClassDef)
+               for f in cls.body if isinstance(f, ast.FunctionDef) and not ast.get_docstring(f)]
+    assert missing == []
 
 
 def uiWidgets() -> dict[str, ET.Element]:

@@ -14,19 +14,15 @@ import SimpleITK as sitk
 import slicer
 import volumes as V
 from conftest import makeScene
-from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
-from LiteMedSAMLogic.refinement import OBJECT_SCRIBBLE
 
-from LiteMedSAMLib.evaluation.clicks import next_click
 from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.evaluation.clicks import next_click
+from LiteMedSAMLib.evaluation.metrics import dice
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
+from LiteMedSAMLogic import LiteMedSAMLogic, createRoiFromVoxelBox
+from LiteMedSAMLogic.segmentCorrection import OBJECT_SCRIBBLE
 
 Z0, Z1 = 8, 14
-
-
-def dice(a, b) -> float:
-    a, b = np.asarray(a) > 0, np.asarray(b) > 0
-    return 2.0 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
 
 
 @pytest.fixture(scope="module")
@@ -229,11 +225,13 @@ def test_segments_of_a_dropped_volume_are_no_longer_correctable(case, tmp_path):
     other = V.load(V.save(sitk.ReadImage(str(EXAMPLE_IMAGE))[:, :, 8:11], tmp_path / "other.nrrd"), "other")
     logic = LiteMedSAMLogic()
     logic.maximumCachedVolumes = 1
-    first = logic.process(volume, createRoiFromVoxelBox(volume, (100, 90, 3, 130, 120, 3), "A"), preset="mr", sliceExtent="roi",
+    first = logic.process(volume, createRoiFromVoxelBox(volume, (100, 90, 3, 130, 120, 3), "A"), preset="mr",
+                          sliceExtent="roi",
                           showResult=False)
     firstId = first.GetSegmentation().GetSegmentIdBySegmentName("A")
     assert logic.canRefine(first, firstId)
-    logic.process(other, createRoiFromVoxelBox(other, (100, 90, 1, 130, 120, 1), "B"), preset="mr", sliceExtent="roi", showResult=False)
+    logic.process(other, createRoiFromVoxelBox(other, (100, 90, 1, 130, 120, 1), "B"), preset="mr", sliceExtent="roi",
+                  showResult=False)
     assert not logic.canRefine(first, firstId)
     with pytest.raises(LiteMedSAMError, match="segment its ROI first"):
         logic.refine(first, firstId)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicer
-
 import volumes as V
 from conftest import makeScene
+
 from LiteMedSAMLib.boxes import SliceBox
 from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.evaluation.metrics import dice
