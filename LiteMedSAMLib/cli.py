@@ -213,6 +213,9 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
             values = [rows[min(i, len(rows) - 1)][key] for i in range(len(steps))]
             print(f"{'label ' + label:<12}" + "".join(f"{v:8.4f}" for v in values))
         print(f"{'mean':<12}" + "".join(f"{v:8.4f}" for v in report["mean"][key]))
+    auc = report["auc"]["mean"]
+    print(f"correction {report['correction']}: DSC_AUC {auc['dsc_auc']:.4f} NSD_AUC {auc['nsd_auc']:.4f} "
+          f"(mean over labels; area under the click steps, at most {max(args.clicks - 1, 0)})")
     return 0
 
 
@@ -325,8 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     clk.add_argument("--preset", default="auto", choices=PRESETS, help=PRESET_HELP)
     clk.add_argument("--window", nargs=2, type=float, metavar=("WIDTH", "LEVEL"), help="custom CT window")
     clk.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
-    clk.add_argument("--correction", default="edit", choices=["edit", "replace"],
-                     help="edit: each click edits the mask near it (default); replace: SAM-style re-prompt")
+    clk.add_argument("--correction", default=None, choices=["trained", "edit", "replace"],
+                     help="trained: the model's click decoder re-prompts the slice (default when installed); "
+                          "edit: each click edits the mask near it (default otherwise); "
+                          "replace: SAM-style re-prompt of the box-trained decoder")
     clk.add_argument("--no-mask-prompt", action="store_true", help="do not feed the box result's logits back")
     clk.add_argument("--json", action="store_true")
     model_options(clk)

@@ -150,8 +150,10 @@ class VolumePredictor:
     # ----------------------------------------------------------------------------- decoder
     def _decode(self, z: int, box_model: np.ndarray | None, points_model: np.ndarray | None,
                 point_labels: np.ndarray | None, mask_input: torch.Tensor | None,
-                multimask: bool) -> list[SlicePrediction]:
+                multimask: bool, decoder: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+                ) -> list[SlicePrediction]:
         emb = self.embedding(z)
+        decoder = decoder or self.decoder
         h, w = self.shape[1:]
         boxes = None
         if box_model is not None:
@@ -163,20 +165,24 @@ class VolumePredictor:
             labels = torch.as_tensor(np.asarray(point_labels)[None], dtype=torch.int, device=self.device)
             points = (coords, labels)
         if multimask:
-            logits, iou = self.decoder(emb, boxes=boxes, points=points, mask_input=mask_input,
-                                       multimask_output=True)
+            logits, iou = decoder(emb, boxes=boxes, points=points, mask_input=mask_input,
+                                  multimask_output=True)
         else:
-            logits, iou = self.decoder(emb, boxes=boxes, points=points, mask_input=mask_input)
+            logits, iou = decoder(emb, boxes=boxes, points=points, mask_input=mask_input)
         return [SlicePrediction(logits_to_mask(logits[:, i:i + 1], (h, w)), float(iou[0, i]),
                                 logits[:, i:i + 1]) for i in range(logits.shape[1])]
 
     def predict_model_box(self, z: int, box_model: np.ndarray | None,
                           points_model: np.ndarray | None = None,
                           point_labels: np.ndarray | None = None,
-                          mask_input: torch.Tensor | None = None) -> SlicePrediction:
+                          mask_input: torch.Tensor | None = None,
+                          decoder: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+                          ) -> SlicePrediction:
         """Prompt slice ``z`` with a box already in model (256) coordinates; the decoder's
-        single-mask output, which LiteMedSAM is trained and used with."""
-        return self._decode(z, box_model, points_model, point_labels, mask_input, multimask=False)[0]
+        single-mask output, which LiteMedSAM is trained and used with. ``decoder`` replaces
+        the predictor's decoder for this call (the trained click decoder of corrections)."""
+        return self._decode(z, box_model, points_model, point_labels, mask_input, multimask=False,
+                            decoder=decoder)[0]
 
     def predict_multimask(self, z: int, box_model: np.ndarray | None,
                           points_model: np.ndarray | None = None,

@@ -42,6 +42,14 @@ local edit of the slice's current mask:
 Nothing away from the prompt changes, so a correction cannot undo earlier work elsewhere on
 the slice; ``litemedsam evaluate-clicks`` measures it against plain SAM-style re-prompting
 (``correction="replace"``: the candidate from the single output replaces the slice).
+
+``correction="trained"`` (the default when the model's manifest has an installed click
+decoder, see :mod:`~LiteMedSAMLib.click_decoder`): a decoder trained for clicks and scribbles
+re-prompts the slice with its box (enlarged to hold positive prompts), every prompt on the
+slice (a scribble as :data:`SCRIBBLE_POINTS` points) and the previous low-resolution logits as
+the mask prompt (the box result's for the first prompt, then those of the previous
+correction), as it was trained; its single output replaces the slice. The box pass and the
+re-propagation to the neighbours keep the model's own decoder.
 """
 
 from __future__ import annotations
@@ -69,7 +77,7 @@ from .propagation import CancelCheck, middle_slice, sweep_order
 
 SCRIBBLE_POINTS = 8
 """How many points a scribble gives the prompt encoder (evenly spaced along its stroke)."""
-CORRECTIONS = ("edit", "replace")
+CORRECTIONS = ("trained", "edit", "replace")
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,6 +101,7 @@ class _Chain:
     logits: torch.Tensor
     prompts: list[Prompt]
     masks: list[np.ndarray]  # masks[0]: the box result; masks[i]: after prompts[:i]
+    step_logits: list[torch.Tensor] = field(default_factory=list)  # "trained": logits after each prompt
 
 
 @dataclass
@@ -152,20 +161,29 @@ class RefinementSession:
     Args:
         predictor: a :class:`VolumePredictor` with a volume set (its embeddings are reused).
         box: inclusive voxel box ``(x0, y0, z0, x1, y1, z1)`` or a :class:`Box3D`.
-        correction: ``"edit"`` (default) or ``"replace"``; see the module docstring.
+        correction: ``"trained"``, ``"edit"`` or ``"replace"``; see the module docstring.
+            Default (``None``): ``"trained"`` when the model has an installed click decoder,
+            else ``"edit"``.
         mask_prompt: give the decoder the box result's logits as a mask prompt with the points.
         scribble_prompt: ``"points"`` or ``"mask"`` (positive scribbles as a mask prompt, for
             models trained that way: Swin-LiteMedSAM); default from the model's manifest.
     """
 
     def __init__(self, predictor: VolumePredictor, box: Box3D | Sequence[int], *,
-                 correction: str = "edit", mask_prompt: bool = True,
+                 correction: str | None = None, mask_prompt: bool = True,
                  scribble_prompt: str | None = None) -> None:
+        from .click_decoder import click_decoder_for, default_correction
+
+        if correction is None:
+            correction = default_correction(predictor)
         if correction not in CORRECTIONS:
             raise LiteMedSAMError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
         self.predictor = predictor
         self.box, _ = validate_box(box, predictor.shape, name="box")
         self.correction, self.mask_prompt = correction, mask_prompt
+        # the trained decoder is loaded (and converted) once per predictor, here: a missing or
+        # corrupt file is an error when the session is made, not at the first click
+        self._click_decoder = click_decoder_for(predictor) if correction == "trained" else None
         if scribble_prompt is None:
             spec = getattr(getattr(predictor, "model", None), "spec", None)
             prompts = (getattr(spec, "architecture", None) or {}).get("prompts", {})
@@ -426,7 +444,8 @@ class RefinementSession:
         old = self._chains.get(z)
         if (old is not None and np.array_equal(old.box, box) and len(old.prompts) <= len(prompts)
                 and all(a is b for a, b in zip(old.prompts, prompts))):
-            chain = _Chain(box, old.logits, list(old.prompts), list(old.masks))  # extend it
+            chain = _Chain(box, old.logits, list(old.prompts), list(old.masks),
+                           list(old.step_logits))  # extend it
         else:
             base = self.predictor.predict_model_box(z, box)
             chain = _Chain(box, base.low_res_logits, [], [base.mask])
@@ -437,6 +456,8 @@ class RefinementSession:
 
     def _correct(self, z: int, chain: _Chain) -> np.ndarray:
         """The slice's mask after the last prompt of ``chain`` (see the module docstring)."""
+        if self.correction == "trained":
+            return self._correct_trained(z, chain)
         hw = self.predictor.shape[1:]
         prompt, current = chain.prompts[-1], chain.masks[-1]
         coords, labels, scribble_mask = [], [], None
@@ -477,6 +498,20 @@ class RefinementSession:
         if prompt.positive:
             return (current | region).astype(np.uint8)
         return (current & ~_at_most_half(region, current, prompt)).astype(np.uint8)
+
+    def _correct_trained(self, z: int, chain: _Chain) -> np.ndarray:
+        """Re-prompt the slice through the click decoder: box, every prompt, previous logits."""
+        coords, labels = [], []
+        for p in chain.prompts:
+            sampled = sample_along(p.pixels)
+            coords.append(sampled)
+            labels += [int(p.positive)] * len(sampled)
+        points = points_to_model(np.concatenate(coords), self.predictor.shape[1:])
+        previous = chain.step_logits[-1] if chain.step_logits else chain.logits
+        pred = self.predictor.predict_model_box(z, self._box_with(chain.box, chain.prompts), points,
+                                                np.array(labels), previous, decoder=self._click_decoder)
+        chain.step_logits.append(pred.low_res_logits)
+        return pred.mask
 
     def _candidates(self, z: int, box: np.ndarray, points: np.ndarray | None, labels: np.ndarray | None,
                     logits: torch.Tensor):
