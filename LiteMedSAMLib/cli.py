@@ -328,8 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     clk.add_argument("--preset", default="auto", choices=PRESETS, help=PRESET_HELP)
     clk.add_argument("--window", nargs=2, type=float, metavar=("WIDTH", "LEVEL"), help="custom CT window")
     clk.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
-    clk.add_argument("--correction", default=None, choices=["trained", "edit", "replace"],
+    clk.add_argument("--correction", default=None, choices=["trained", "trained-edit", "edit", "replace"],
                      help="trained: the model's click decoder re-prompts the slice (default when installed); "
+                          "trained-edit: the edit with the click decoder's output as its first candidate; "
                           "edit: each click edits the mask near it (default otherwise); "
                           "replace: SAM-style re-prompt of the box-trained decoder")
     clk.add_argument("--no-mask-prompt", action="store_true", help="do not feed the box result's logits back")

@@ -7,11 +7,14 @@ the image encoder frozen on a box plus simulated clicks and scribbles, with the 
 low-resolution logits fed back as the mask prompt (SAM's interactive training)::
 
     "click_decoder": {"filename": "litemedsam_click_decoder.pth", "sha256": "...",
-                      "size": 8200000, "card": "litemedsam_click_decoder.md"}
+                      "size": 8177708, "card": "litemedsam_click_decoder.md",
+                      "correction": "trained"}
 
 The file lies next to the manifest in ``weights/`` (shipped with the package and the Slicer
 extension). The box pass keeps the model's own decoder; the click decoder is used only for
-corrections (``RefinementSession(correction="trained")``, the default when it is installed).
+corrections: ``RefinementSession(correction="trained")`` (its output replaces the slice) or
+``"trained-edit"`` (its output is the edit heuristic's first candidate); the entry's
+``correction`` names the default, chosen by measurement (see the model card).
 """
 
 from __future__ import annotations
@@ -144,6 +147,11 @@ def click_decoder_for(predictor):
 
 
 def default_correction(predictor) -> str:
-    """``"trained"`` when the predictor's model has an installed click decoder, else ``"edit"``."""
-    return "trained" if has_click_decoder(getattr(predictor, "model", None)) else "edit"
+    """The correction a session uses by default: when the predictor's model has an installed
+    click decoder, the strategy its manifest entry names (``"correction"``, measured best;
+    ``"trained"`` if it names none), else the ``"edit"`` heuristic."""
+    model = getattr(predictor, "model", None)
+    if not has_click_decoder(model):
+        return "edit"
+    return str(click_decoder_entry(model).get("correction", "trained"))
 

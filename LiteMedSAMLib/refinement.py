@@ -43,13 +43,15 @@ Nothing away from the prompt changes, so a correction cannot undo earlier work e
 the slice; ``litemedsam evaluate-clicks`` measures it against plain SAM-style re-prompting
 (``correction="replace"``: the candidate from the single output replaces the slice).
 
-``correction="trained"`` (the default when the model's manifest has an installed click
-decoder, see :mod:`~LiteMedSAMLib.click_decoder`): a decoder trained for clicks and scribbles
+``correction="trained"`` (with ``"trained-edit"``, the default when the model's manifest has
+an installed click decoder: its entry names which, see :mod:`~LiteMedSAMLib.click_decoder`): a decoder trained for clicks and scribbles
 re-prompts the slice with its box (enlarged to hold positive prompts), every prompt on the
 slice (a scribble as :data:`SCRIBBLE_POINTS` points) and the previous low-resolution logits as
 the mask prompt (the box result's for the first prompt, then those of the previous
 correction), as it was trained; its single output replaces the slice. The box pass and the
-re-propagation to the neighbours keep the model's own decoder.
+re-propagation to the neighbours keep the model's own decoder. ``correction="trained-edit"``
+is the edit above with the click decoder's output (box, every prompt, the box result's logits)
+as the first candidate: what it adds or removes is still confined to the part at the prompt.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ from .propagation import CancelCheck, middle_slice, sweep_order
 
 SCRIBBLE_POINTS = 8
 """How many points a scribble gives the prompt encoder (evenly spaced along its stroke)."""
-CORRECTIONS = ("trained", "edit", "replace")
+CORRECTIONS = ("trained", "trained-edit", "edit", "replace")
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,9 +163,9 @@ class RefinementSession:
     Args:
         predictor: a :class:`VolumePredictor` with a volume set (its embeddings are reused).
         box: inclusive voxel box ``(x0, y0, z0, x1, y1, z1)`` or a :class:`Box3D`.
-        correction: ``"trained"``, ``"edit"`` or ``"replace"``; see the module docstring.
-            Default (``None``): ``"trained"`` when the model has an installed click decoder,
-            else ``"edit"``.
+        correction: ``"trained"``, ``"trained-edit"``, ``"edit"`` or ``"replace"``; see the
+            module docstring. Default (``None``): the strategy the model's click decoder entry
+            names when it has an installed one, else ``"edit"``.
         mask_prompt: give the decoder the box result's logits as a mask prompt with the points.
         scribble_prompt: ``"points"`` or ``"mask"`` (positive scribbles as a mask prompt, for
             models trained that way: Swin-LiteMedSAM); default from the model's manifest.
@@ -183,7 +185,7 @@ class RefinementSession:
         self.correction, self.mask_prompt = correction, mask_prompt
         # the trained decoder is loaded (and converted) once per predictor, here: a missing or
         # corrupt file is an error when the session is made, not at the first click
-        self._click_decoder = click_decoder_for(predictor) if correction == "trained" else None
+        self._click_decoder = click_decoder_for(predictor) if correction.startswith("trained") else None
         if scribble_prompt is None:
             spec = getattr(getattr(predictor, "model", None), "spec", None)
             prompts = (getattr(spec, "architecture", None) or {}).get("prompts", {})
@@ -478,6 +480,10 @@ class RefinementSession:
             candidates = iter([self.predictor.predict_model_box(z, box, points, labels, scribble_mask).mask > 0])
         else:
             candidates = self._candidates(z, box, points, labels, chain.logits)
+            if self.correction == "trained-edit":
+                trained = self.predictor.predict_model_box(z, box, points, labels, chain.logits,
+                                                           decoder=self._click_decoder).mask > 0
+                candidates = itertools.chain([trained], candidates)
         current = current.astype(bool)
         if prompt.positive:
             candidates = self._no_larger_than_box(candidates, prompt, current, box)

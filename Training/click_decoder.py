@@ -514,11 +514,47 @@ def cmd_export(args: argparse.Namespace) -> int:
     entry = {"filename": Path(args.output).name, "sha256": file_sha256(Path(args.output)),
              "size": Path(args.output).stat().st_size, "card": Path(args.output).stem + ".md",
              "trained_with": "Training/click_decoder.py", "steps": state["step"], "samples": state["samples"],
-             "box_pass": "official decoder (the click decoder is used for corrections only)"}
+             "box_pass": "official decoder (the click decoder is used for corrections only)",
+             "correction": args.correction}
+    if args.check_cache:
+        entry["fp16_check"] = fp16_check(state, Path(args.check_cache))
     if args.manifest:  # register it on the model's manifest entry (keeps the file's key order)
         register(Path(args.manifest), args.model, entry)
     print(json.dumps(entry | {"wall_s": round(state["wall_s"])}))
     return 0
+
+
+def fp16_check(state: dict, cache: Path, samples: int = 16) -> str:
+    """Run the 5-click simulation on held-out frames with the float32 weights and with the same
+    weights rounded to float16 (the shipped file); say how many mask pixels differ."""
+    import copy
+
+    from LiteMedSAMLib.registry import load_model
+
+    model = load_model("litemedsam")
+    official = (copy.deepcopy(model.prompt_encoder).eval(), copy.deepcopy(model.mask_decoder).eval())
+    pe, md = model.prompt_encoder, model.mask_decoder
+    frames = Frames(cache)
+    names = (frames.val or frames.train)[:samples]
+    results = {}
+    for precision in ("f32", "f16"):
+        cast = (lambda v: v.half().float()) if precision == "f16" else (lambda v: v)
+        pe.load_state_dict({k: cast(v) if v.is_floating_point() else v for k, v in state["prompt_encoder"].items()})
+        md.load_state_dict({k: cast(v) if v.is_floating_point() else v for k, v in state["mask_decoder"].items()})
+        pe.eval(), md.eval()
+        masks = []
+        for i, name in enumerate(names):
+            rng = np.random.default_rng(7 + i)
+            emb, gt = frames.sample([name], rng)
+            with torch.no_grad():
+                outputs, _, d = simulate(pe, md, official, emb, gt, 5, rng, scribble_p=0.0, jitter=0.0,
+                                         grad_rounds=5)
+            masks.append(np.stack([o[0][0, 0].detach().numpy() > 0 for o in outputs]) if outputs else np.zeros((0,)))
+        results[precision] = masks
+    differ = sum(int(np.count_nonzero(a != b)) if a.shape == b.shape else a.size
+                 for a, b in zip(results["f32"], results["f16"]))
+    total = sum(a.size for a in results["f32"])
+    return f"{differ} of {total} mask pixels differ (5 clicks on {len(names)} held-out frames)"
 
 
 def register(manifest: Path, model: str, entry: dict) -> None:
@@ -573,8 +609,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--run", required=True)
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--fp16", action="store_true")
+    e.add_argument("--check-cache", help="frame cache: compare the fp16 weights' masks with float32")
     e.add_argument("--manifest", help="models.json to register the decoder in (click_decoder entry)")
     e.add_argument("--model", default="litemedsam", help="the manifest entry that gets it")
+    e.add_argument("--correction", default="trained", choices=["trained", "trained-edit"],
+                   help="the default correction strategy with this decoder (measure, then choose)")
     e.set_defaults(func=cmd_export)
     p = sub.add_parser("plot", help="plot a run's log")
     p.add_argument("--run", required=True)

@@ -62,14 +62,17 @@ def pick_labels(gt: np.ndarray, count: int, min_voxels: int = 200) -> list[int]:
     return [keep[p][1] for p in positions]
 
 
-def cases(index: Path | None) -> list[tuple[str, Path, Path]]:
+def cases(index: Path | None) -> list[tuple[str, Path, Path, str]]:
+    """``(name, image, label, preset)`` of the index's 3D test cases and the shipped example; MR
+    uses the ``mr`` preset (the MR volumes here are uint8, which ``auto`` would leave as is)."""
     found = []
     if index is not None:
         data = json.loads(index.read_text())
         for key, case in data["cases"].items():
             if case["split"] == "test" and case.get("dimension") == 3 and key != "mni152_example":
-                found.append((key, index.parent / case["image"], index.parent / case["label"]))
-    found.append(("shipped_example", Path(EXAMPLE_IMAGE), Path(EXAMPLE_LABEL)))
+                preset = "mr" if case.get("modality") == "MR" else "auto"
+                found.append((key, index.parent / case["image"], index.parent / case["label"], preset))
+    found.append(("shipped_example", Path(EXAMPLE_IMAGE), Path(EXAMPLE_LABEL), "mr"))
     return found
 
 
@@ -91,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     predictor = make_predictor("litemedsam", "exact", threads=args.threads)
     if args.embedding_cache is not None:
         predictor.encoder = DiskCachedEncoder(predictor.encoder, args.embedding_cache)
-    for name, image_path, label_path in cases(args.index):
+    for name, image_path, label_path, preset in cases(args.index):
         array = sitk.GetArrayFromImage(read_image(image_path))
         gt, spacing = read_label_volume(label_path)
         labels = pick_labels(gt, args.labels_per_case)
         predictor.cache_slices = array.shape[0]
-        predictor.set_volume(array, preset="auto")
+        predictor.set_volume(array, preset=preset)
         start = time.perf_counter()
         if args.encode_only:
             zs = sorted({z for lab in labels for z in Box3D.from_mask(gt == lab).z_range})
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 predictor.embedding(z)
             print(f"{name}: encoded {len(zs)} slices in {time.perf_counter() - start:.0f} s", flush=True)
             continue
-        report["cases"][name] = {"labels": {}}
+        report["cases"][name] = {"labels": {}, "preset": preset, "image": str(image_path)}
         for label in labels:
             entry = {}
             for correction in args.corrections:

@@ -68,19 +68,24 @@ def test_a_corrupt_or_missing_click_decoder_is_a_clear_error(model, monkeypatch)
 def test_sessions_use_the_trained_decoder_when_installed_and_the_heuristic_otherwise(case, model, monkeypatch):
     predictor, gt = case
     box = Box3D.from_mask(gt)
-    assert RefinementSession(predictor, box).correction == "trained"
+    expected = cd.click_decoder_entry(model).get("correction", "trained")
+    assert expected in ("trained", "trained-edit")
+    assert RefinementSession(predictor, box).correction == expected
+    assert RefinementSession(predictor, box, correction="trained").correction == "trained"
     assert RefinementSession(predictor, box, correction="edit").correction == "edit"
     monkeypatch.setattr(model, "spec", dataclasses.replace(model.spec, extra={}))
     monkeypatch.setattr(predictor, "_click_decoder", None, raising=False)
     assert cd.default_correction(predictor) == "edit"
     assert RefinementSession(predictor, box).correction == "edit"
-    with pytest.raises(LiteMedSAMError, match="no click decoder"):
-        RefinementSession(predictor, box, correction="trained")
+    for correction in ("trained", "trained-edit"):
+        with pytest.raises(LiteMedSAMError, match="no click decoder"):
+            RefinementSession(predictor, box, correction=correction)
 
 
-def test_a_click_through_the_trained_decoder_raises_the_dsc_of_a_real_slice(case):
+@pytest.mark.parametrize("correction", ["trained", "trained-edit"])
+def test_a_click_through_the_trained_decoder_raises_the_dsc_of_a_real_slice(case, correction):
     predictor, gt = case
-    session = RefinementSession(predictor, Box3D.from_mask(gt), correction="trained")
+    session = RefinementSession(predictor, Box3D.from_mask(gt), correction=correction)
     before = dice(session.run(), gt)
     scores = [before]
     for _ in range(2):
