@@ -84,13 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels-per-case", type=int, default=4)
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--corrections", nargs="+", default=["trained", "edit"])
+    parser.add_argument("--pipeline", default="official",
+                        help="predictor pipeline (official: whole slices, so embeddings are shared by all "
+                             "structures of a case)")
     parser.add_argument("--embedding-cache", type=Path, default=None)
     parser.add_argument("--encode-only", action="store_true", help="only fill the embedding cache")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    report = {"clicks": args.clicks, "cases": {}}
+    report = {"clicks": args.clicks, "pipeline": args.pipeline, "cases": {}}
     predictor = make_predictor("litemedsam", "exact", threads=args.threads)
     if args.embedding_cache is not None:
         predictor.encoder = DiskCachedEncoder(predictor.encoder, args.embedding_cache)
@@ -111,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         for label in labels:
             entry = {}
             for correction in args.corrections:
-                steps = evaluate_clicks(predictor, gt == label, args.clicks, spacing, correction=correction)
+                steps = evaluate_clicks(predictor, gt == label, args.clicks, spacing, correction=correction,
+                                        pipeline=args.pipeline)
                 dscs = [s.dsc for s in steps] + [steps[-1].dsc] * (args.clicks + 1 - len(steps))
                 nsds = [s.nsd for s in steps] + [steps[-1].nsd] * (args.clicks + 1 - len(steps))
                 times = [s.slice_seconds for s in steps if s.slice_seconds is not None]

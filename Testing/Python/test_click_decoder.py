@@ -70,22 +70,23 @@ def test_sessions_use_the_trained_decoder_when_installed_and_the_heuristic_other
     box = Box3D.from_mask(gt)
     expected = cd.click_decoder_entry(model).get("correction", "trained")
     assert expected in ("trained", "trained-edit")
-    assert RefinementSession(predictor, box).correction == expected
-    assert RefinementSession(predictor, box, correction="trained").correction == "trained"
-    assert RefinementSession(predictor, box, correction="edit").correction == "edit"
+    assert RefinementSession(predictor, box, pipeline="official").correction == expected
+    assert RefinementSession(predictor, box, pipeline="official", correction="trained").correction == "trained"
+    assert RefinementSession(predictor, box, pipeline="official", correction="edit").correction == "edit"
     monkeypatch.setattr(model, "spec", dataclasses.replace(model.spec, extra={}))
     monkeypatch.setattr(predictor, "_click_decoder", None, raising=False)
     assert cd.default_correction(predictor) == "edit"
-    assert RefinementSession(predictor, box).correction == "edit"
+    assert RefinementSession(predictor, box, pipeline="official").correction == "edit"
     for correction in ("trained", "trained-edit"):
         with pytest.raises(LiteMedSAMError, match="no click decoder"):
-            RefinementSession(predictor, box, correction=correction)
+            RefinementSession(predictor, box, pipeline="official", correction=correction)
 
 
 @pytest.mark.parametrize("correction", ["trained", "trained-edit"])
 def test_a_click_through_the_trained_decoder_raises_the_dsc_of_a_real_slice(case, correction):
     predictor, gt = case
-    session = RefinementSession(predictor, Box3D.from_mask(gt), correction=correction)
+    session = RefinementSession(predictor, Box3D.from_mask(gt), correction=correction,
+                                pipeline="official")
     before = dice(session.run(), gt)
     scores = [before]
     for _ in range(2):
