@@ -259,6 +259,9 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
             values = [rows[min(i, len(rows) - 1)][key] for i in range(len(steps))]
             print(f"{'label ' + label:<12}" + "".join(f"{v:8.4f}" for v in values))
         print(f"{'mean':<12}" + "".join(f"{v:8.4f}" for v in report["mean"][key]))
+    auc = report["auc"]["mean"]
+    print(f"correction {report['correction']}: DSC_AUC {auc['dsc_auc']:.4f} NSD_AUC {auc['nsd_auc']:.4f} "
+          f"(mean over labels; area under the click steps, at most {max(args.clicks - 1, 0)})")
     return 0
 
 
@@ -457,8 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     clk.add_argument("--label", type=int, nargs="+", default=None, help="labels to evaluate (default: all)")
     intensity_options(clk)
     clk.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm")
-    clk.add_argument("--correction", default="edit", choices=["edit", "replace"],
-                     help="edit: each click edits the mask near it; replace: SAM-style re-prompt")
+    clk.add_argument("--correction", default=None, choices=["trained", "trained-edit", "edit", "replace"],
+                     help="trained: the model's click decoder re-prompts the slice; trained-edit: the edit "
+                          "with the click decoder's output as its first candidate; edit: each click edits "
+                          "the mask near it; replace: SAM-style re-prompt of the box-trained decoder "
+                          "(default: the strategy the model's manifest names when its click decoder is "
+                          "installed, trained-edit for litemedsam; else edit)")
     clk.add_argument("--no-mask-prompt", action="store_true", help="do not feed the box result's logits back")
     clk.add_argument("--json", action="store_true", help="print JSON instead of tables")
     model_options(clk)

@@ -223,8 +223,11 @@ class VolumePredictor:
     # ----------------------------------------------------------------------------- decoder
     def _decode(self, z: int, box_model: np.ndarray | None, points_model: np.ndarray | None,
                 point_labels: np.ndarray | None, mask_input: torch.Tensor | None,
-                multimask: bool, frame: Frame | None = None) -> list[SlicePrediction]:
+                multimask: bool, frame: Frame | None = None,
+                decoder: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+                ) -> list[SlicePrediction]:
         emb = self.embedding(z, frame)
+        decoder = decoder or self.decoder
         h, w = self.shape[1:] if frame is None else frame.hw
         boxes = None
         if box_model is not None:
@@ -236,10 +239,10 @@ class VolumePredictor:
             labels = torch.as_tensor(np.asarray(point_labels)[None], dtype=torch.int, device=self.device)
             points = (coords, labels)
         if multimask:
-            logits, iou = self.decoder(emb, boxes=boxes, points=points, mask_input=mask_input,
-                                       multimask_output=True)
+            logits, iou = decoder(emb, boxes=boxes, points=points, mask_input=mask_input,
+                                  multimask_output=True)
         else:
-            logits, iou = self.decoder(emb, boxes=boxes, points=points, mask_input=mask_input)
+            logits, iou = decoder(emb, boxes=boxes, points=points, mask_input=mask_input)
         return [SlicePrediction(self._paste(logits_to_mask(logits[:, i:i + 1], (h, w)), frame),
                                 float(iou[0, i]), logits[:, i:i + 1]) for i in range(logits.shape[1])]
 
@@ -255,10 +258,15 @@ class VolumePredictor:
                           points_model: np.ndarray | None = None,
                           point_labels: np.ndarray | None = None,
                           mask_input: torch.Tensor | None = None,
-                          frame: Frame | None = None) -> SlicePrediction:
+                          frame: Frame | None = None,
+                          decoder: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+                          ) -> SlicePrediction:
         """Prompt slice ``z`` with a box already in model (256) coordinates (of ``frame``'s crop
-        when given); the decoder's single-mask output, which LiteMedSAM is trained and used with."""
-        return self._decode(z, box_model, points_model, point_labels, mask_input, False, frame)[0]
+        when given); the decoder's single-mask output, which LiteMedSAM is trained and used with.
+        ``decoder`` replaces the predictor's decoder for this call (the trained click decoder of
+        corrections)."""
+        return self._decode(z, box_model, points_model, point_labels, mask_input, False, frame,
+                            decoder=decoder)[0]
 
     def predict_multimask(self, z: int, box_model: np.ndarray | None,
                           points_model: np.ndarray | None = None,
@@ -328,9 +336,9 @@ class FramedPredictor:
         return self.predictor.is_encoded(z, self.frame)
 
     def predict_model_box(self, z, box_model, points_model=None, point_labels=None,
-                          mask_input=None) -> SlicePrediction:
+                          mask_input=None, decoder=None) -> SlicePrediction:
         return self.predictor.predict_model_box(z, box_model, points_model, point_labels, mask_input,
-                                                frame=self.frame)
+                                                frame=self.frame, decoder=decoder)
 
     def predict_multimask(self, z, box_model, points_model=None, point_labels=None,
                           mask_input=None) -> list[SlicePrediction]:

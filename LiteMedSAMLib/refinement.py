@@ -42,6 +42,17 @@ local edit of the slice's current mask:
 Nothing away from the prompt changes, so a correction cannot undo earlier work elsewhere on
 the slice; ``litemedsam evaluate-clicks`` measures it against plain SAM-style re-prompting
 (``correction="replace"``: the candidate from the single output replaces the slice).
+
+``correction="trained"`` (with ``"trained-edit"``, the default when the model's manifest has an
+installed click decoder: its entry names which, see :mod:`~LiteMedSAMLib.click_decoder`): a
+decoder trained for clicks and scribbles re-prompts the slice with its box (enlarged to hold
+positive prompts), every prompt on the slice (a scribble as :data:`SCRIBBLE_POINTS` points) and
+the previous low-resolution logits as the mask prompt (the box result's for the first prompt,
+then those of the previous correction), as it was trained; its single output replaces the
+slice. The box pass and the re-propagation to the neighbours keep the model's own decoder.
+``correction="trained-edit"`` is the edit above with the click decoder's output (box, every
+prompt, the box result's logits) as the first candidate: what it adds or removes is still
+confined to the part at the prompt.
 """
 
 from __future__ import annotations
@@ -66,7 +77,7 @@ from .propagation import CancelCheck, middle_slice, sweep_order
 
 SCRIBBLE_POINTS = 8
 """How many points a scribble gives the prompt encoder (evenly spaced along its stroke)."""
-CORRECTIONS = ("edit", "replace")
+CORRECTIONS = ("trained", "trained-edit", "edit", "replace")
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +101,7 @@ class _Chain:
     logits: torch.Tensor
     prompts: list[Prompt]
     masks: list[np.ndarray]  # masks[0]: the box result; masks[i]: after prompts[:i]
+    step_logits: list[torch.Tensor] = field(default_factory=list)  # "trained": logits after each prompt
 
 
 @dataclass
@@ -151,7 +163,9 @@ class RefinementSession:
         box: inclusive voxel box ``(x0, y0, z0, x1, y1, z1)`` or a :class:`Box3D` (swept from
             its middle slice to its ends), or a :class:`SliceBox` (a 2D box on one slice,
             swept from there until the object ends).
-        correction: ``"edit"`` (default) or ``"replace"``; see the module docstring.
+        correction: ``"trained"``, ``"trained-edit"``, ``"edit"`` or ``"replace"``; see the
+            module docstring. Default (``None``): the strategy the model's click decoder entry
+            names when it has an installed one, else ``"edit"``.
         mask_prompt: give the decoder the box result's logits as a mask prompt with the points.
         scribble_prompt: ``"points"`` or ``"mask"`` (positive scribbles as a mask prompt, for
             models trained that way: Swin-LiteMedSAM); default from the model's manifest.
@@ -162,11 +176,14 @@ class RefinementSession:
     """
 
     def __init__(self, predictor: VolumePredictor, box: Box3D | SliceBox | Sequence[int], *,
-                 correction: str = "edit", mask_prompt: bool = True,
+                 correction: str | None = None, mask_prompt: bool = True,
                  scribble_prompt: str | None = None, pipeline=None) -> None:
+        from .click_decoder import click_decoder_for, default_correction
         from .pipeline import frame_for_box, get_pipeline
         from .predictor import FramedPredictor
 
+        if correction is None:
+            correction = default_correction(predictor)
         if correction not in CORRECTIONS:
             raise LiteMedSAMError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
         self.pipeline = get_pipeline(pipeline)
@@ -182,6 +199,9 @@ class RefinementSession:
         frame = frame_for_box(self.pipeline, predictor, self.box.box2d, window_slices)
         self.predictor = predictor if frame is None else FramedPredictor(predictor, frame)
         self.correction, self.mask_prompt = correction, mask_prompt
+        # the trained decoder is loaded (and converted) once per predictor, here: a missing or
+        # corrupt file is an error when the session is made, not at the first click
+        self._click_decoder = click_decoder_for(predictor) if correction.startswith("trained") else None
         if scribble_prompt is None:
             spec = getattr(getattr(predictor, "model", None), "spec", None)
             prompts = (getattr(spec, "architecture", None) or {}).get("prompts", {})
@@ -455,7 +475,8 @@ class RefinementSession:
         old = self._chains.get(z)
         if (old is not None and np.array_equal(old.box, box) and len(old.prompts) <= len(prompts)
                 and all(a is b for a, b in zip(old.prompts, prompts))):
-            chain = _Chain(box, old.logits, list(old.prompts), list(old.masks))  # extend it
+            chain = _Chain(box, old.logits, list(old.prompts), list(old.masks),
+                           list(old.step_logits))  # extend it
         else:
             base = self.predictor.predict_model_box(z, box)
             chain = _Chain(box, base.low_res_logits, [], [base.mask])
@@ -466,6 +487,8 @@ class RefinementSession:
 
     def _correct(self, z: int, chain: _Chain) -> np.ndarray:
         """The slice's mask after the last prompt of ``chain`` (see the module docstring)."""
+        if self.correction == "trained":
+            return self._correct_trained(z, chain)
         prompt, current = chain.prompts[-1], chain.masks[-1]
         coords, labels, scribble_mask = [], [], None
         for p in chain.prompts:
@@ -486,6 +509,10 @@ class RefinementSession:
             candidates = iter([self.predictor.predict_model_box(z, box, points, labels, scribble_mask).mask > 0])
         else:
             candidates = self._candidates(z, box, points, labels, chain.logits)
+            if self.correction == "trained-edit":
+                trained = self.predictor.predict_model_box(z, box, points, labels, chain.logits,
+                                                           decoder=self._click_decoder).mask > 0
+                candidates = itertools.chain([trained], candidates)
         current = current.astype(bool)
         if prompt.positive:
             candidates = self._no_larger_than_box(candidates, prompt, current, box)
@@ -506,6 +533,20 @@ class RefinementSession:
         if prompt.positive:
             return (current | region).astype(np.uint8)
         return (current & ~_at_most_half(region, current, prompt)).astype(np.uint8)
+
+    def _correct_trained(self, z: int, chain: _Chain) -> np.ndarray:
+        """Re-prompt the slice through the click decoder: box, every prompt, previous logits."""
+        coords, labels = [], []
+        for p in chain.prompts:
+            sampled = sample_along(p.pixels)
+            coords.append(sampled)
+            labels += [int(p.positive)] * len(sampled)
+        points = self.predictor.points_to_model(np.concatenate(coords))
+        previous = chain.step_logits[-1] if chain.step_logits else chain.logits
+        pred = self.predictor.predict_model_box(z, self._box_with(chain.box, chain.prompts), points,
+                                                np.array(labels), previous, decoder=self._click_decoder)
+        chain.step_logits.append(pred.low_res_logits)
+        return pred.mask
 
     def _candidates(self, z: int, box: np.ndarray, points: np.ndarray | None, labels: np.ndarray | None,
                     logits: torch.Tensor):

@@ -12,7 +12,8 @@ converting again. Precisions:
 
 The decoder (prompt encoder + mask decoder for one box prompt) is converted the same way and
 always runs in f32, and so is a second decoder for a box with points and a mask prompt (the
-corrections of interactive refinement); other prompt combinations go to the eager model.
+corrections of interactive refinement), and the trained click decoder of a model that has one
+(:class:`OpenVINOClickDecoder`); other prompt combinations go to the eager model.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def _converted(model: nn.Module, part: str, folder: Path | None):
         if part == "encoder":
             ov_model = ov.convert_model(model.image_encoder.eval(),
                                         example_input=torch.zeros(1, 3, model.image_size, model.image_size))
-        elif part == "prompt-decoder":
+        elif part in ("prompt-decoder", "click-decoder"):
             size, image = model.image_size // 4, model.image_size
             example = (torch.zeros(1, 256, size, size), torch.tensor([[[10.0, 10.0, 100.0, 100.0]]]),
                        torch.tensor([[[50.0, 50.0], [60.0, 70.0]]]), torch.tensor([[1, 0]], dtype=torch.int32),
@@ -224,3 +225,32 @@ class OpenVINODecoder:
             return torch.from_numpy(result[0][:, chosen].copy()), torch.from_numpy(result[1][:, chosen].copy())
         return self.model.decode(embedding, boxes=boxes, points=points, mask_input=mask_input,
                                  multimask_output=multimask_output)
+
+
+class OpenVINOClickDecoder:
+    """A trained click decoder (:class:`~LiteMedSAMLib.click_decoder.ClickDecoder`) in OpenVINO
+    f32, converted as the prompt decoder and cached under its own weights' SHA-256; same
+    signature as ``LiteMedSAM.decode``. A box with points (the corrections) runs here, other
+    prompts in the eager module."""
+
+    def __init__(self, decoder: nn.Module, threads: int | None = None, folder: Path | None = None) -> None:
+        self.decoder = decoder
+        ov_model, self.path, self.converted = _converted(decoder, "click-decoder", folder)
+        self.request = _compile(ov_model, "f32", threads).create_infer_request()
+        size = decoder.image_size
+        self(torch.zeros(1, 256, size // 4, size // 4), torch.tensor([[[10.0, 10.0, 100.0, 100.0]]]),
+             (torch.tensor([[[50.0, 50.0]]]), torch.tensor([[1]], dtype=torch.int32)))  # warm-up
+
+    def __call__(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None, points=None,
+                 mask_input: torch.Tensor | None = None, multimask_output: bool = False):
+        if boxes is None or boxes.numel() != 4 or points is None or points[0].shape[1] == 0:
+            return self.decoder.decode(embedding, boxes=boxes, points=points, mask_input=mask_input,
+                                       multimask_output=multimask_output)
+        size = self.decoder.image_size
+        has_mask = mask_input is not None
+        mask = mask_input if has_mask else torch.zeros(1, 1, size, size)
+        result = self.request.infer([
+            embedding.numpy(), boxes.reshape(1, 1, 4).float().numpy(), points[0].float().numpy(),
+            points[1].to(torch.int32).numpy(), mask.float().numpy(), np.array(float(has_mask), np.float32)])
+        chosen = slice(1, None) if multimask_output else slice(0, 1)
+        return torch.from_numpy(result[0][:, chosen].copy()), torch.from_numpy(result[1][:, chosen].copy())

@@ -6,13 +6,16 @@ clicks, each placed at the centre of the largest error region of the current res
 largest 3D connected component of the voxels where prediction and reference disagree; its
 centre is the voxel farthest (Euclidean distance transform, in millimetres) from the
 component's border. A missed voxel gives a positive click, a wrong one a negative click.
-DSC and NSD are recorded after the box and after each click.
+DSC and NSD are recorded after the box and after each click; :func:`click_auc` is the
+challenge's DSC_AUC / NSD_AUC (area under the score-vs-click curve over the click steps only,
+trapezoid rule with unit spacing: the box step is optional in the challenge, so it is left out).
 
 :func:`evaluate_clicks` runs that protocol on one label with a :class:`RefinementSession`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,16 +76,26 @@ class ClickStep:
     dsc: float
     nsd: float
     changed_slices: int
+    slice_seconds: float | None = None  # the clicked slice's correction alone (what a viewer shows first)
 
     def as_dict(self) -> dict:
         click = None if self.click is None else {"z": self.click.z, "y": self.click.y, "x": self.click.x,
                                                  "positive": self.click.positive}
-        return {"click": click, "dsc": self.dsc, "nsd": self.nsd, "changed_slices": self.changed_slices}
+        return {"click": click, "dsc": self.dsc, "nsd": self.nsd, "changed_slices": self.changed_slices,
+                "slice_seconds": self.slice_seconds}
+
+
+def click_auc(scores: Sequence[float]) -> float:
+    """DSC_AUC / NSD_AUC of the CVPR 2025 challenge from the scores after the box and each click:
+    the trapezoid area under the scores of the click steps (``scores[1:]``) against the click
+    index (unit spacing; 5 clicks give at most 4). 0 with fewer than two clicks."""
+    clicks = np.asarray(scores[1:], dtype=np.float64)
+    return float(np.sum((clicks[1:] + clicks[:-1]) / 2)) if len(clicks) >= 2 else 0.0
 
 
 def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
                     spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0), tolerance_mm: float = 2.0,
-                    correction: str = "edit", mask_prompt: bool = True,
+                    correction: str | None = None, mask_prompt: bool = True,
                     on_step: Callable[[ClickStep], None] | None = None, pipeline=None) -> list[ClickStep]:
     """Box from ``gt``'s bounding box, then up to ``clicks`` simulated clicks.
 
@@ -92,7 +105,8 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
         clicks: how many clicks after the box (the protocol stops early when nothing is wrong).
         spacing_zyx: voxel size in mm, for click centres and NSD.
         tolerance_mm: NSD tolerance.
-        correction, mask_prompt, pipeline: see :class:`RefinementSession`.
+        correction, mask_prompt, pipeline: see :class:`RefinementSession` (``correction=None``:
+            its default, the trained click decoder when the model has one).
         on_step: called with each :class:`ClickStep` as it is scored.
     Returns:
         ``1 + n`` steps: after the box, then after each click given.
@@ -107,9 +121,10 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
     session.run()
     steps: list[ClickStep] = []
 
-    def score(click: Click | None, changed: int) -> None:
+    def score(click: Click | None, changed: int, seconds: float | None = None) -> None:
         mask = session.mask
-        step = ClickStep(click, dice(mask, gt), normalized_surface_dice(mask, gt, spacing_zyx, tolerance_mm), changed)
+        step = ClickStep(click, dice(mask, gt), normalized_surface_dice(mask, gt, spacing_zyx, tolerance_mm),
+                         changed, seconds)
         steps.append(step)
         if on_step is not None:
             on_step(step)
@@ -119,8 +134,13 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
         click = next_click(session.mask, gt, spacing_zyx)
         if click is None:
             break
+        session.defer_propagation = True  # as the Slicer module: the clicked slice first
+        start = time.perf_counter()
         changed = session.add_point(click.z, click.x, click.y, click.positive)
-        score(click, len(changed))
+        seconds = time.perf_counter() - start
+        session.defer_propagation = False
+        changed = sorted(set(changed) | set(session.propagate_pending()))
+        score(click, len(changed), seconds)
     return steps
 
 
@@ -129,13 +149,14 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
                           weights: str | None = None, preset: str = "auto",
                           window: tuple[float, float] | None = None, mode: str | None = None,
                           threads: int | None = None, tolerance_mm: float = 2.0,
-                          correction: str = "edit", mask_prompt: bool = True,
+                          correction: str | None = None, mask_prompt: bool = True,
                           on_step=None, pipeline=None) -> dict:
     """The simulated-click protocol (:mod:`LiteMedSAMLib.clicks`) for each label of ``gt_path``.
 
     Returns a JSON-ready dict: per label the steps (after the box, then each click) with DSC,
     NSD, the click and how many slices changed; ``mean`` holds the mean DSC and NSD per step
-    over labels (a label that became perfect early keeps its last scores).
+    over labels (a label that became perfect early keeps its last scores); ``auc`` the
+    challenge's DSC_AUC and NSD_AUC (:func:`click_auc`) per label and their means.
     """
     import SimpleITK as sitk
 
@@ -163,6 +184,10 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
         present = [int(v) for v in labels]
     predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
     predictor.set_volume(array, preset=preset, window=window)
+    if correction is None:
+        from ..click_decoder import default_correction
+
+        correction = default_correction(predictor)
     results = {}
     for label in present:
         steps = evaluate_clicks(predictor, gt == label, clicks, spacing, tolerance_mm,
@@ -172,8 +197,12 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
     n = clicks + 1
     padded = {key: [[r[min(i, len(r) - 1)][key] for i in range(n)] for r in results.values()]
               for key in ("dsc", "nsd")}
+    auc = {label: {f"{key}_auc": click_auc([padded[key][i][j] for j in range(n)]) for key in ("dsc", "nsd")}
+           for i, label in enumerate(results)}
+    auc_mean = {f"{key}_auc": float(np.mean([a[f"{key}_auc"] for a in auc.values()])) for key in ("dsc", "nsd")}
     return {"image": str(image_path), "ground_truth": str(gt_path), "clicks": clicks,
             "correction": correction, "mask_prompt": mask_prompt,
             "pipeline": get_pipeline(pipeline).name, "tolerance_mm": tolerance_mm,
             "mode": predictor.mode, "labels": results,
-            "mean": {key: [float(np.mean(col)) for col in zip(*rows)] for key, rows in padded.items()}}
+            "mean": {key: [float(np.mean(col)) for col in zip(*rows)] for key, rows in padded.items()},
+            "auc": {"labels": auc, "mean": auc_mean}}

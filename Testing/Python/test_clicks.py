@@ -60,7 +60,7 @@ def small_case(tmp_path_factory, example):
 def test_evaluate_clicks_command(small_case, capsys):
     image, label = small_case
     assert main(["evaluate-clicks", str(image), str(label), "--clicks", "2", "--preset", "mr",
-                 "--mode", "torch", "--json", "-q"]) == 0
+                 "--mode", "torch", "--correction", "edit", "--json", "-q"]) == 0
     report = json.loads(capsys.readouterr().out)
     steps = report["labels"]["2"]
     assert [s["click"] is None for s in steps] == [True, False, False]
@@ -69,6 +69,11 @@ def test_evaluate_clicks_command(small_case, capsys):
     assert report["mean"]["dsc"] == pytest.approx(dsc)
     assert all(0.0 <= s["nsd"] <= 1.0 for s in steps)
     assert steps[1]["click"]["positive"] and steps[1]["changed_slices"] >= 1
+    assert report["correction"] == "edit"
+    # the challenge's DSC_AUC: trapezoid over the click steps only (2 clicks: their mean)
+    assert report["auc"]["labels"]["2"]["dsc_auc"] == pytest.approx((dsc[1] + dsc[2]) / 2)
+    assert report["auc"]["mean"]["nsd_auc"] == pytest.approx((steps[1]["nsd"] + steps[2]["nsd"]) / 2)
+    assert all(s["slice_seconds"] > 0 for s in steps[1:])
 
 
 def test_evaluate_clicks_errors(small_case, tmp_path, capsys):

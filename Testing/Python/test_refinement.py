@@ -37,8 +37,10 @@ def case(model, example):
 
 @pytest.fixture()
 def session(case):
+    """The edit heuristic (these tests are about its local edits; the trained click decoder,
+    the default where installed, has its own tests in test_click_decoder.py)."""
     predictor, _, box = case
-    s = RefinementSession(predictor, box, pipeline="official")
+    s = RefinementSession(predictor, box, correction="edit", pipeline="official")
     s.run()
     return s
 
@@ -214,7 +216,7 @@ def test_scribble_as_mask_prompt(case):
     assert set(np.unique(ys)) <= {int(20 * scale), int(20 * scale) + 1}
     assert xs.min() == int(10 * scale) and xs.max() <= int(61 * scale)
     predictor, _, box = case
-    session = RefinementSession(predictor, box, scribble_prompt="mask", pipeline="official")
+    session = RefinementSession(predictor, box, correction="edit", scribble_prompt="mask", pipeline="official")
     session.run()
     z = session.mid
     before = session.mask[z].copy()
@@ -237,11 +239,14 @@ def test_a_positive_edit_larger_than_the_box_is_passed_over(session):
     assert len(kept) == 1 and kept[0] is small
 
 
-def test_deferred_propagation_gives_the_same_result_in_two_steps(case, session):
+@pytest.mark.parametrize("correction", ["edit", "trained"])
+def test_deferred_propagation_gives_the_same_result_in_two_steps(case, correction):
     """A viewer can show the clicked slice first: the slice alone, then the propagation, end
     where an immediate correction ends, and undo takes back both as one step."""
     predictor, gt, box = case
-    immediate = RefinementSession(predictor, box, pipeline="official")
+    session = RefinementSession(predictor, box, correction=correction, pipeline="official")
+    session.run()
+    immediate = RefinementSession(predictor, box, correction=correction, pipeline="official")
     immediate.run()
     z = session.mid + 1
     click = next_click(session.mask[z][None], gt[z][None])

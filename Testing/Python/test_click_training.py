@@ -1,0 +1,84 @@
+"""Training/click_decoder.py on a CPU: the click and scribble simulation, then cache -> train
+(with resume) -> export on two real frames of the shipped example (a smoke run: it proves the
+pipeline, not the model; the shipped decoder was trained on the index's train split only).
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import torch
+
+from LiteMedSAMLib.evaluation.clicks import next_click
+from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
+from Training import click_decoder as tc
+
+
+def _disk(shape, centre, radius):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius ** 2
+
+
+def test_simulated_click_is_the_protocols_centre_of_the_largest_error():
+    gt = _disk((64, 64), (32, 32), 15)
+    pred = gt.copy()
+    pred[20:45, 10:30] = False  # a big missed part
+    pred[2:5, 2:5] = True       # a small wrong part
+    x, y, positive = tc.largest_error_click(pred, gt)
+    ref = next_click(pred[None], gt[None])
+    assert (x, y) == (ref.x, ref.y) and positive and not pred[y, x] and gt[y, x]
+    assert tc.largest_error_click(gt, gt) is None
+
+
+def test_scribble_stays_inside_its_error_region():
+    rng = np.random.default_rng(0)
+    region = np.zeros((64, 64), dtype=bool)
+    region[30:34, 5:60] = True  # a long thin missed strip
+    stroke = tc.scribble_in_region(region, 30, 31, rng)
+    assert len(stroke) > 5 and region[stroke[:, 1], stroke[:, 0]].all()
+    assert np.abs(np.diff(stroke, axis=0)).max() <= 1  # a connected pixel path
+    assert len(tc.sample_along(stroke)) == min(len(stroke), tc.SCRIBBLE_POINTS)
+
+
+def test_box_jitter_holds_the_object_mostly_and_box_with_holds_positive_points():
+    rng = np.random.default_rng(1)
+    gt = _disk((256, 256), (100, 120), 20)
+    boxes = np.array([tc.jittered_box(gt, rng) for _ in range(200)])
+    holds = (boxes[:, 0] <= 100) & (boxes[:, 1] <= 80) & (boxes[:, 2] >= 140) & (boxes[:, 3] >= 120)
+    assert 0.7 < holds.mean() < 1.0  # mostly looser, sometimes tighter, as propagation gives them
+    box = tc.box_with(np.array([100.0, 80, 140, 120]), np.array([[150.0, 100], [90, 70]]), np.array([1, 0]))
+    assert box.tolist() == [100.0, 80.0, 153.0, 120.0]
+
+
+def test_cache_train_resume_export(tmp_path, model):
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    assert tc.main(["cache", "--pair", str(EXAMPLE_IMAGE), str(EXAMPLE_LABEL), "-o", str(cache),
+                    "--frames", "2", "--threads", "2"]) == 0
+    frames = sorted(cache.glob("*.pt"))
+    assert len(frames) == 2
+    item = torch.load(frames[0], weights_only=True)
+    assert item["embedding"].shape == (256, 64, 64) and item["embedding"].dtype == torch.float16
+    assert item["label"].shape == (256, 256) and set(item["ids"]) <= {1, 2, 3}
+    assert all((item["label"] == i).sum() >= tc.MIN_PIXELS for i in item["ids"])
+
+    common = ["--cache", str(cache), "-o", str(run), "--accumulate", "1", "--warmup", "1", "--lr", "1e-4"]
+    assert tc.main(["train", *common, "--steps", "2"]) == 0
+    assert tc.main(["train", *common, "--steps", "3", "--resume"]) == 0
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]  # resumed at step 2, one more step
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
+    assert (run / "log.png").stat().st_size > 0
+    val = list(csv.DictReader(open(run / "val.csv")))
+    assert {r["which"] for r in val} == {"trained", "official"}
+    # the graded round changed the weights
+    state = torch.load(run / "last.pth", weights_only=False)
+    assert any(not torch.equal(state["mask_decoder"][k], v) for k, v in model.mask_decoder.state_dict().items())
+
+    out = tmp_path / "decoder.pth"
+    assert tc.main(["export", "--run", str(run), "-o", str(out), "--fp16"]) == 0
+    weights = torch.load(out, weights_only=True)
+    expected = {f"prompt_encoder.{k}" for k in model.prompt_encoder.state_dict()}
+    expected |= {f"mask_decoder.{k}" for k in model.mask_decoder.state_dict()}
+    assert set(weights) == expected
+    assert all(v.dtype == torch.float16 for v in weights.values() if v.is_floating_point())

@@ -1,0 +1,625 @@
+"""Train LiteMedSAM's prompt encoder and mask decoder for clicks and scribbles (issue #13).
+
+The image encoder stays frozen: every training frame is encoded once (``cache``) with the
+exact-mode OpenVINO encoder of the official LiteMedSAM, and only the prompt encoder and mask
+decoder (about 4 M parameters, started from the official ones) are trained (``train``) on
+box + clicks + scribbles, SAM's interactive way: round 0 is the box through the *official*
+decoder (which the library keeps for the box pass), each later round adds a simulated
+correction at the centre of the largest error region of the current prediction (the CVPR 2025
+protocol, :func:`LiteMedSAMLib.evaluation.clicks.next_click` on the 256 x 256 frame; sometimes a
+short scribble inside that region, encoded as points as the library does) and feeds the
+previous low-resolution logits back as the mask prompt. As in RITM's iterative training
+(Sofiiuk et al. 2022), the first rounds of a sample run without gradients (detached) and the
+loss (BCE + Dice against the reference at 256) is taken on the last one or two; the number of
+rounds is random, so every round depth is trained.
+
+Frames are a mix of whole slices with the official intensity preset and crops around one
+object (side 2-4x the object, resized to 256, intensity window from the object's box or the
+official preset), along all three axes, so that the decoder serves both today's full-slice
+frames and crop-and-zoom frames.
+
+    python -m Training.click_decoder cache --index /work/cache/litemedsam-data/index.json -o CACHE
+    nohup nice -n 5 python -m Training.click_decoder train --cache CACHE -o runs/click --minutes 55 &
+    python -m Training.click_decoder export --run runs/click -o LiteMedSAMLib/weights/...pth
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.evaluation.clicks import next_click
+from LiteMedSAMLib.preprocessing import MODEL_INPUT_SIZE, intensity_mapping, pad_to_square, prepare_slice, resized_shape
+
+SCRIBBLE_POINTS = 8  # as LiteMedSAMLib.refinement.SCRIBBLE_POINTS
+MIN_PIXELS = 16      # objects smaller than this on a 256 frame are not trained on
+# How many corrections a training sample gets before the graded one. In 3D the clicks of the
+# protocol mostly land on different slices, so one slice rarely gets more than two: shallow
+# depths are drawn more often (compute goes where the use is).
+ROUND_WEIGHTS = np.array([0.4, 0.3, 0.15, 0.1, 0.05])
+
+
+# ----------------------------------------------------------------------------- frames
+def label_to_frame(label: np.ndarray) -> np.ndarray:
+    """A label slice on the model's 256 frame (longest side 256, nearest, zero padding)."""
+    h, w = resized_shape(*label.shape)
+    small = cv2.resize(label.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
+    return pad_to_square(small).astype(np.int32)
+
+
+def window_uint8(image: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``image`` to uint8 with the 0.5-99.5 percentiles of ``region``'s values as the window."""
+    lo, hi = np.percentile(region, [0.5, 99.5])
+    if hi <= lo:
+        hi = lo + 1.0
+    return ((np.clip(image, lo, hi) - lo) / (hi - lo) * 255.0).astype(np.uint8)
+
+
+def read_case(image_path: str, label_path: str) -> tuple[np.ndarray, np.ndarray]:
+    import SimpleITK as sitk
+
+    image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(label_path)))
+    if image.shape != label.shape:
+        raise LiteMedSAMError(f"{label_path} {label.shape} is not on the grid of {image_path} {image.shape}")
+    return image, label.astype(np.int32)
+
+
+def frames_of_case(image: np.ndarray, label: np.ndarray, count: int, rng: np.random.Generator,
+                   crop_fraction: float = 0.6, preset: str = "auto"):
+    """Yield ``count`` frames ``(uint8 slice image, label frame 256, kind)`` from one volume:
+    slices along all three axes (half of them axial), whole or cropped around one object."""
+    mapping = intensity_mapping(image, preset)
+    axes = rng.choice([0, 0, 0, 1, 2], size=count)
+    for axis in axes:
+        img_v, lab_v = np.moveaxis(image, axis, 0), np.moveaxis(label, axis, 0)
+        present = np.flatnonzero(lab_v.reshape(lab_v.shape[0], -1).max(1) > 0)
+        if not len(present):
+            continue
+        k = int(rng.choice(present))
+        raw, lab = img_v[k], lab_v[k]
+        if rng.random() >= crop_fraction:
+            yield mapping.apply(raw), label_to_frame(lab), f"full{axis}"
+            continue
+        ids = [i for i in np.unique(lab) if i]
+        target = lab == int(rng.choice(ids))
+        ys, xs = np.nonzero(target)
+        cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+        side = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) * rng.uniform(2.0, 4.0)
+        side = int(min(max(side, 48), max(lab.shape)))
+        y0 = int(np.clip(round(cy - side / 2), 0, max(0, lab.shape[0] - side)))
+        x0 = int(np.clip(round(cx - side / 2), 0, max(0, lab.shape[1] - side)))
+        window = (slice(y0, y0 + side), slice(x0, x0 + side))
+        if rng.random() < 0.5:
+            box = raw[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+            u8 = window_uint8(raw[window], box)
+        else:
+            u8 = mapping.apply(raw[window])
+        yield u8, label_to_frame(lab[window]), f"crop{axis}"
+
+
+def cases_from_index(index: Path) -> list[dict]:
+    data = json.loads(Path(index).read_text())
+    cases = data["cases"] if isinstance(data, dict) else data
+    if isinstance(cases, dict):
+        cases = [dict(c, id=c.get("id", k)) for k, c in cases.items()]
+    return [c for c in cases if c.get("split") == "train"]
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from LiteMedSAMLib.backends import make_predictor
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.index:
+        cases = cases_from_index(Path(args.index))
+        base = Path(args.index).parent
+        pairs = [(str(base / c["image"]) if not os.path.isabs(c["image"]) else c["image"],
+                  str(base / c["label"]) if not os.path.isabs(c["label"]) else c["label"],
+                  c.get("name") or c.get("id") or Path(c["image"]).parent.name) for c in cases]
+    else:
+        pairs = [(a, b, Path(a).name.split(".")[0]) for a, b in zip(args.pair[::2], args.pair[1::2])]
+    if not pairs:
+        raise LiteMedSAMError("no training cases")
+    predictor = make_predictor("litemedsam", "exact", threads=args.threads)
+    encoder = predictor.encoder
+    counts = dict(item.split("=") for item in args.case_frames)
+    rng = np.random.default_rng(args.seed)
+    generators = []
+    for image_path, label_path, name in pairs:
+        image, label = read_case(image_path, label_path)
+        count = int(counts.get(name, args.frames // len(pairs)))
+        generators.append((name, enumerate(frames_of_case(image, label, count, rng))))
+    start = time.perf_counter()
+    done = 0
+    while generators:  # round robin over the cases, so that a partial cache already mixes them
+        for entry in list(generators):
+            name, frames = entry
+            try:
+                i, (u8, lab, kind) = next(frames)
+            except StopIteration:
+                generators.remove(entry)
+                continue
+            path = out / f"{name}_{i:04d}.pt"
+            if path.exists():
+                continue
+            ids, areas = np.unique(lab, return_counts=True)
+            keep = [int(j) for j, a in zip(ids, areas) if j and MIN_PIXELS <= a <= 0.6 * lab.size]
+            if not keep:
+                continue
+            with torch.no_grad():
+                emb = encoder(prepare_slice(u8))
+            torch.save({"embedding": emb[0].to(torch.float16), "label": torch.from_numpy(lab.astype(np.int16)),
+                        "ids": keep, "kind": kind, "case": name}, path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").replace(path)
+            done += 1
+            if done % 25 == 0:
+                print(f"{done} frames, {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"cached {done} frames in {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------- simulation
+def largest_error_click(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator | None = None,
+                        jitter: float = 0.0) -> tuple[int, int, bool] | None:
+    """``(x, y, positive)`` at the centre of the largest error region (CVPR 2025 protocol, 2-D);
+    with probability ``jitter`` a random pixel of that region's inner half instead (users do
+    not click exact centres). ``None`` when ``pred`` equals ``gt``."""
+    click = next_click(pred[None], gt[None])
+    if click is None:
+        return None
+    x, y = click.x, click.y
+    if rng is not None and rng.random() < jitter:
+        region = _component_at(pred ^ gt, x, y)
+        dist = ndimage.distance_transform_edt(region)
+        ys, xs = np.nonzero(dist >= 0.5 * dist.max())
+        j = int(rng.integers(len(xs)))
+        x, y = int(xs[j]), int(ys[j])
+    return x, y, bool(gt[y, x])
+
+
+def _component_at(mask: np.ndarray, x: int, y: int) -> np.ndarray:
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    return labels == labels[y, x]
+
+
+def scribble_in_region(region: np.ndarray, x: int, y: int, rng: np.random.Generator) -> np.ndarray:
+    """A short straight stroke through (x, y) along the region's long axis, inside the region:
+    ``(N, 2)`` (x, y) pixels in drawing order."""
+    ys, xs = np.nonzero(region)
+    if len(xs) < 3:
+        return np.array([[x, y]])
+    cov = np.cov(np.stack([xs, ys]).astype(np.float64))
+    direction = np.linalg.eigh(cov)[1][:, -1] if np.all(np.isfinite(cov)) else np.array([1.0, 0.0])
+    angle = rng.normal(0, 0.3)
+    c, s = math.cos(angle), math.sin(angle)
+    direction = np.array([c * direction[0] - s * direction[1], s * direction[0] + c * direction[1]])
+    length = rng.uniform(0.3, 0.8)
+    pixels = [[x, y]]
+    for sign in (1, -1):
+        steps, px, py = 0, float(x), float(y)
+        limit = max(2, int(length * math.sqrt(len(xs)) * 1.5))
+        while steps < limit:
+            px, py = px + sign * direction[0], py + sign * direction[1]
+            ix, iy = int(round(px)), int(round(py))
+            if not (0 <= iy < region.shape[0] and 0 <= ix < region.shape[1]) or not region[iy, ix]:
+                break
+            (pixels.append if sign == 1 else (lambda p: pixels.insert(0, p)))([ix, iy])
+            steps += 1
+    pixels = np.array(pixels)
+    keep = np.ones(len(pixels), dtype=bool)
+    keep[1:] = np.any(pixels[1:] != pixels[:-1], axis=1)
+    return pixels[keep]
+
+
+def sample_along(pixels: np.ndarray, count: int = SCRIBBLE_POINTS) -> np.ndarray:
+    if len(pixels) <= count:
+        return pixels.astype(np.float64)
+    return pixels[np.rint(np.linspace(0, len(pixels) - 1, count)).astype(int)].astype(np.float64)
+
+
+def jittered_box(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A box prompt for ``gt`` as the library gives them: tight + 0-5 px (propagated slices: the
+    neighbour's mask + 3), looser (a 3D box's projection on an off-centre slice), rarely tighter."""
+    ys, xs = np.nonzero(gt)
+    box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float64)
+    w, h = box[2] - box[0] + 1, box[3] - box[1] + 1
+    u = rng.random()
+    if u < 0.5:
+        delta = rng.integers(0, 6, size=4)
+    elif u < 0.85:
+        delta = rng.uniform(0, 0.4, size=4) * np.array([w, h, w, h]) + rng.integers(0, 4, size=4)
+    else:
+        delta = rng.uniform(-0.1, 0.1, size=4) * np.array([w, h, w, h])
+    box += np.array([-1, -1, 1, 1]) * delta
+    return np.clip(np.round(box), 0, MODEL_INPUT_SIZE)
+
+
+def box_with(box: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The box enlarged by 3 to hold every positive point (as the library's ``_box_with``)."""
+    pos = coords[labels == 1]
+    if not len(pos):
+        return box
+    lo = np.maximum(0, np.floor(pos.min(0)) - 3)
+    hi = np.minimum(MODEL_INPUT_SIZE, np.ceil(pos.max(0)) + 3)
+    return np.array([min(box[0], lo[0]), min(box[1], lo[1]), max(box[2], hi[0]), max(box[3], hi[1])])
+
+
+# ----------------------------------------------------------------------------- model
+def decode(pe, md, emb, box, coords, labels, mask_input):
+    """Single-output logits ``(1, 1, 256, 256)`` and IoU of prompt encoder ``pe`` + decoder ``md``."""
+    boxes = torch.as_tensor(box, dtype=torch.float)[None, None]
+    points = None
+    if coords is not None and len(coords):
+        points = (torch.as_tensor(coords, dtype=torch.float)[None], torch.as_tensor(labels, dtype=torch.int)[None])
+    sparse, dense = pe(points=points, boxes=boxes, masks=mask_input)
+    return md(image_embeddings=emb, image_pe=pe.get_dense_pe(), sparse_prompt_embeddings=sparse,
+              dense_prompt_embeddings=dense, multimask_output=False)
+
+
+def seg_loss(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    bce = F.binary_cross_entropy_with_logits(logits, gt)
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * gt).sum() + 1) / (p.sum() + gt.sum() + 1)
+    return bce + dice
+
+
+def dsc(a: np.ndarray, b: np.ndarray) -> float:
+    s = a.sum() + b.sum()
+    return 1.0 if s == 0 else float(2 * np.logical_and(a, b).sum() / s)
+
+
+class Frames:
+    """The cached frames of a folder, loaded once and kept in memory; re-scanned on demand so
+    that training can start while the cache is still being written."""
+
+    def __init__(self, folder: Path, val_fraction: float = 0.05) -> None:
+        self.folder, self.val_fraction = Path(folder), val_fraction
+        self.items: dict[str, dict] = {}
+        self.train: list[str] = []
+        self.val: list[str] = []
+        self.rescan()
+
+    def rescan(self) -> None:
+        for path in sorted(self.folder.glob("*.pt")):
+            if path.name in self.items:
+                continue
+            try:
+                item = torch.load(path, weights_only=True)
+            except Exception:
+                continue  # being written
+            self.items[path.name] = item
+            # held-out frames: a fixed hash of the name, so resuming keeps the split
+            (self.val if (hash_name(path.name) % 1000) < self.val_fraction * 1000 else self.train).append(path.name)
+
+    def sample(self, names: list[str], rng: np.random.Generator):
+        name = names[int(rng.integers(len(names)))]
+        item = self.items[name]
+        obj = int(rng.choice(item["ids"]))
+        gt = item["label"].numpy() == obj
+        emb = item["embedding"][None].float()
+        return emb, gt
+
+
+def hash_name(name: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
+
+
+def simulate(pe, md, official, emb, gt: np.ndarray, rounds: int, rng: np.random.Generator,
+             scribble_p: float = 0.25, jitter: float = 0.3, grad_rounds: int = 1):
+    """One interactive sample: round 0 the box through the official decoder, then ``rounds``
+    corrections through the trained one; returns the list of (logits, with_grad) per
+    correction round, the ground truth tensor and the DSC after each round (0 = box)."""
+    box = jittered_box(gt, rng)
+    with torch.no_grad():
+        logits, _ = decode(official[0], official[1], emb, box, None, None, None)
+    dscs = [dsc(logits[0, 0].numpy() > 0, gt)]
+    coords, labels = np.zeros((0, 2)), np.zeros((0,), dtype=np.int64)
+    outputs = []
+    for r in range(1, rounds + 1):
+        pred = logits[0, 0].detach().numpy() > 0
+        click = largest_error_click(pred, gt, rng, jitter)
+        if click is None:
+            break
+        x, y, positive = click
+        if rng.random() < scribble_p:
+            stroke = scribble_in_region(_component_at(pred ^ gt, x, y), x, y, rng)
+            new = sample_along(stroke)
+        else:
+            new = np.array([[x, y]], dtype=np.float64)
+        coords = np.concatenate([coords, new])
+        labels = np.concatenate([labels, np.full(len(new), int(positive))])
+        with_grad = r > rounds - grad_rounds
+        with torch.set_grad_enabled(with_grad):
+            logits, iou = decode(pe, md, emb, box_with(box, coords, labels), coords, labels, logits.detach())
+        dscs.append(dsc(logits[0, 0].detach().numpy() > 0, gt))
+        if with_grad:
+            outputs.append((logits, iou))
+    return outputs, torch.from_numpy(gt.astype(np.float32))[None, None], dscs
+
+
+def validate(pe, md, official, frames: Frames, clicks: int = 5, samples: int = 32) -> list[float]:
+    """Mean DSC after the box and after each of ``clicks`` centre clicks on held-out frames
+    (fixed objects and boxes: seeded), no scribbles, no jitter."""
+    names = (frames.val or frames.train)[:samples]  # the first held-out frames cached: a fixed set
+    totals = np.zeros(clicks + 1)
+    n = 0
+    for i, name in enumerate(names):
+        rng = np.random.default_rng(7 + i)
+        emb, gt = frames.sample([name], rng)
+        with torch.no_grad():
+            _, _, d = simulate(pe, md, official, emb, gt, clicks, rng, scribble_p=0.0, jitter=0.0, grad_rounds=0)
+        d = d + [d[-1]] * (clicks + 1 - len(d))
+        totals += d
+        n += 1
+    return list(totals / max(n, 1))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import copy
+
+    from LiteMedSAMLib.registry import load_model
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_model("litemedsam")
+    official = (copy.deepcopy(model.prompt_encoder).eval(), copy.deepcopy(model.mask_decoder).eval())
+    for p in list(official[0].parameters()) + list(official[1].parameters()):
+        p.requires_grad_(False)
+    pe, md = model.prompt_encoder.train(), model.mask_decoder.train()
+    params = [p for p in list(pe.parameters()) + list(md.parameters())]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    step, samples, wall = 0, 0, 0.0
+    ckpt = out / "last.pth"
+    rng = np.random.default_rng(args.seed)
+    if args.resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        pe.load_state_dict(state["prompt_encoder"])
+        md.load_state_dict(state["mask_decoder"])
+        opt.load_state_dict(state["optimizer"])
+        step, samples, wall = state["step"], state["samples"], state["wall_s"]
+        rng = np.random.default_rng(args.seed + step)
+        print(f"resumed at step {step}", flush=True)
+    frames = Frames(Path(args.cache))
+    log_path, val_path = out / "log.csv", out / "val.csv"
+    new_log = not log_path.exists() or not args.resume
+    log = open(log_path, "w" if new_log else "a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["step", "samples", "wall_s", "loss", "dsc_before", "dsc_after", "rounds", "frames", "lr"])
+        with open(val_path, "w", newline="") as f:
+            csv.writer(f).writerow(["step", "wall_s", "which"] + [f"dsc_{i}" for i in range(6)])
+    start = time.perf_counter() - wall
+    last_ckpt = last_val = time.perf_counter()
+    deadline = time.perf_counter() + args.minutes * 60
+    while time.perf_counter() < deadline and (args.steps is None or step < args.steps):
+        if step % 50 == 0:
+            frames.rescan()
+        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad()
+        total, before, after, rounds_sum = 0.0, 0.0, 0.0, 0
+        for _ in range(args.accumulate):
+            emb, gt = frames.sample(frames.train, rng)
+            rounds = int(rng.choice(np.arange(1, len(ROUND_WEIGHTS) + 1), p=ROUND_WEIGHTS))
+            outputs, gt_t, d = simulate(pe, md, official, emb, gt, rounds, rng, grad_rounds=args.grad_rounds)
+            if not outputs:
+                continue
+            loss = sum(seg_loss(lg, gt_t) for lg, _ in outputs) / len(outputs)
+            # keep the IoU head meaningful (it is not used for the choice, but the decoder ships it)
+            with torch.no_grad():
+                p = outputs[-1][0] > 0
+                iou_true = (p & (gt_t > 0)).sum() / ((p | (gt_t > 0)).sum() + 1e-6)
+            loss = loss + 0.1 * F.mse_loss(outputs[-1][1][:, 0], iou_true.reshape(1))
+            (loss / args.accumulate).backward()
+            total += loss.item()
+            before += d[-2]
+            after += d[-1]
+            rounds_sum += len(d) - 1
+            samples += 1
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        wall = time.perf_counter() - start
+        a = args.accumulate
+        writer.writerow([step, samples, f"{wall:.1f}", f"{total / a:.5f}", f"{before / a:.4f}",
+                         f"{after / a:.4f}", rounds_sum, len(frames.train), f"{lr:.2e}"])
+        log.flush()
+        now = time.perf_counter()
+        if now - last_ckpt > args.checkpoint_minutes * 60:
+            _save(ckpt, pe, md, opt, step, samples, wall)
+            last_ckpt = now
+        if now - last_val > args.val_minutes * 60:
+            pe.eval(), md.eval()
+            _write_val(val_path, step, wall, "trained", validate(pe, md, official, frames))
+            pe.train(), md.train()
+            last_val = time.perf_counter()
+    _save(ckpt, pe, md, opt, step, samples, wall)
+    pe.eval(), md.eval()
+    _write_val(val_path, step, wall, "trained", validate(pe, md, official, frames))
+    _write_val(val_path, step, wall, "official", validate(official[0], official[1], official, frames))
+    log.close()
+    plot(out)
+    print(f"done: {step} steps, {samples} samples, {wall:.0f} s", flush=True)
+    return 0
+
+
+def _save(path: Path, pe, md, opt, step: int, samples: int, wall: float) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"prompt_encoder": pe.state_dict(), "mask_decoder": md.state_dict(),
+                "optimizer": opt.state_dict(), "step": step, "samples": samples, "wall_s": wall}, tmp)
+    tmp.replace(path)
+
+
+def _write_val(path: Path, step: int, wall: float, which: str, values: list[float]) -> None:
+    with open(path, "a", newline="") as f:
+        csv.writer(f).writerow([step, f"{wall:.0f}", which] + [f"{v:.4f}" for v in values])
+    print(f"val step {step} {which}: " + " ".join(f"{v:.3f}" for v in values), flush=True)
+
+
+def plot(run: Path, output: Path | None = None) -> Path:
+    """Loss (running mean) and DSC before/after the graded round against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    steps = np.array([int(r["step"]) for r in rows])
+    loss = np.array([float(r["loss"]) for r in rows])
+    gain = np.array([float(r["dsc_after"]) - float(r["dsc_before"]) for r in rows])
+    k = max(1, len(rows) // 50)
+    smooth = lambda v: np.convolve(v, np.ones(k) / k, mode="valid")  # noqa: E731
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    axes[0].plot(steps[k - 1:], smooth(loss))
+    axes[0].set_xlabel("step"), axes[0].set_ylabel("BCE + Dice (graded round)")
+    axes[1].plot(steps[k - 1:], smooth(gain))
+    axes[1].set_xlabel("step"), axes[1].set_ylabel("DSC gain of the graded click")
+    fig.tight_layout()
+    output = output or run / "log.png"
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    state = torch.load(Path(args.run) / "last.pth", weights_only=False)
+    weights = {f"prompt_encoder.{k}": v for k, v in state["prompt_encoder"].items()}
+    weights.update({f"mask_decoder.{k}": v for k, v in state["mask_decoder"].items()})
+    if args.fp16:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(weights, args.output)
+    from LiteMedSAMLib.registry import file_sha256
+
+    entry = {"filename": Path(args.output).name, "sha256": file_sha256(Path(args.output)),
+             "size": Path(args.output).stat().st_size, "card": Path(args.output).stem + ".md",
+             "trained_with": "Training/click_decoder.py", "steps": state["step"], "samples": state["samples"],
+             "box_pass": "official decoder (the click decoder is used for corrections only)",
+             "correction": args.correction}
+    if args.check_cache:
+        entry["fp16_check"] = fp16_check(state, Path(args.check_cache))
+    if args.manifest:  # register it on the model's manifest entry (keeps the file's key order)
+        register(Path(args.manifest), args.model, entry)
+    print(json.dumps(entry | {"wall_s": round(state["wall_s"])}))
+    return 0
+
+
+def fp16_check(state: dict, cache: Path, samples: int = 16) -> str:
+    """Run the 5-click simulation on held-out frames with the float32 weights and with the same
+    weights rounded to float16 (the shipped file); say how many mask pixels differ."""
+    import copy
+
+    from LiteMedSAMLib.registry import load_model
+
+    model = load_model("litemedsam")
+    official = (copy.deepcopy(model.prompt_encoder).eval(), copy.deepcopy(model.mask_decoder).eval())
+    pe, md = model.prompt_encoder, model.mask_decoder
+    frames = Frames(cache)
+    names = (frames.val or frames.train)[:samples]
+    results = {}
+    for precision in ("f32", "f16"):
+        cast = (lambda v: v.half().float()) if precision == "f16" else (lambda v: v)
+        pe.load_state_dict({k: cast(v) if v.is_floating_point() else v for k, v in state["prompt_encoder"].items()})
+        md.load_state_dict({k: cast(v) if v.is_floating_point() else v for k, v in state["mask_decoder"].items()})
+        pe.eval(), md.eval()
+        masks = []
+        for i, name in enumerate(names):
+            rng = np.random.default_rng(7 + i)
+            emb, gt = frames.sample([name], rng)
+            with torch.no_grad():
+                outputs, _, d = simulate(pe, md, official, emb, gt, 5, rng, scribble_p=0.0, jitter=0.0,
+                                         grad_rounds=5)
+            masks.append(np.stack([o[0][0, 0].detach().numpy() > 0 for o in outputs]) if outputs else np.zeros((0,)))
+        results[precision] = masks
+    differ = sum(int(np.count_nonzero(a != b)) if a.shape == b.shape else a.size
+                 for a, b in zip(results["f32"], results["f16"]))
+    total = sum(a.size for a in results["f32"])
+    return f"{differ} of {total} mask pixels differ (5 clicks on {len(names)} held-out frames)"
+
+
+def register(manifest: Path, model: str, entry: dict) -> None:
+    """Set ``entry`` as the ``click_decoder`` of ``model`` in a manifest, as one line inserted
+    before (or replacing) the entry's ``click_decoder`` line, so the rest of the file stays as
+    written (no reformatting, small diffs)."""
+    import re
+
+    text = manifest.read_text()
+    start = text.index(f'"{model}": {{')
+    line = f'"click_decoder": {json.dumps(entry)},'
+    existing = re.compile(r'"click_decoder": \{[^\n]*\},')
+    match = existing.search(text, start)
+    end_of_entry = text.find('\n    },', start)
+    if match and (end_of_entry < 0 or match.start() < end_of_entry):
+        text = text[:match.start()] + line + text[match.end():]
+    else:
+        at = text.index('"license"', start)
+        text = text[:at] + line + "\n      " + text[at:]
+    json.loads(text)  # still valid
+    manifest.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m Training.click_decoder", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("cache", help="encode training frames once (fp16 embeddings + label frames)")
+    c.add_argument("--index", help="index.json of cases (only split == 'train' are used)")
+    c.add_argument("--pair", nargs="+", default=[], help="IMAGE LABEL [IMAGE LABEL ...] instead of --index")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--frames", type=int, default=1200)
+    c.add_argument("--case-frames", nargs="*", default=[], help="NAME=COUNT per case (default: --frames / cases)")
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--seed", type=int, default=13)
+    c.set_defaults(func=cmd_cache)
+    t = sub.add_parser("train", help="train the prompt encoder and mask decoder on simulated clicks")
+    t.add_argument("--cache", required=True)
+    t.add_argument("-o", "--output", required=True)
+    t.add_argument("--minutes", type=float, default=55)
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--lr", type=float, default=5e-5)
+    t.add_argument("--warmup", type=int, default=30)
+    t.add_argument("--accumulate", type=int, default=4)
+    t.add_argument("--grad-rounds", type=int, default=1)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--checkpoint-minutes", type=float, default=4)
+    t.add_argument("--val-minutes", type=float, default=10)
+    t.add_argument("--seed", type=int, default=13)
+    t.add_argument("--resume", action="store_true")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("export", help="write the trained prompt encoder + decoder weights")
+    e.add_argument("--run", required=True)
+    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--fp16", action="store_true")
+    e.add_argument("--check-cache", help="frame cache: compare the fp16 weights' masks with float32")
+    e.add_argument("--manifest", help="models.json to register the decoder in (click_decoder entry)")
+    e.add_argument("--model", default="litemedsam", help="the manifest entry that gets it")
+    e.add_argument("--correction", default="trained", choices=["trained", "trained-edit"],
+                   help="the default correction strategy with this decoder (measure, then choose)")
+    e.set_defaults(func=cmd_export)
+    p = sub.add_parser("plot", help="plot a run's log")
+    p.add_argument("--run", required=True)
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=lambda a: (print(plot(Path(a.run), Path(a.output) if a.output else None)), 0)[1])
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Compare corrections (trained click decoder, edit heuristic) with the CVPR 2025 click protocol
+on the test split of the public-data index and the shipped example.
+
+    python tools/eval_click_decoder.py --index /work/cache/litemedsam-data/index.json \
+        --labels-per-case 4 --corrections trained edit -o output/click_eval.json
+
+Each case's image is set once; both corrections run on the same predictor (slice embeddings
+are encoded once and, with ``--embedding-cache``, kept on disk between runs: the key is the
+SHA-1 of the encoder input, so a cached embedding is exactly what the encoder would give).
+Per case a few structures are taken, spread over the sizes of its labels (deterministic).
+Prints, per correction, the mean DSC after the box and each click, DSC_AUC / NSD_AUC and the
+clicked slice's time; writes everything to the JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from LiteMedSAMLib.backends import make_predictor  # noqa: E402
+from LiteMedSAMLib.boxes import Box3D  # noqa: E402
+from LiteMedSAMLib.evaluation.clicks import click_auc, evaluate_clicks  # noqa: E402
+from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL  # noqa: E402
+from LiteMedSAMLib.imageio import read_image, read_label_volume  # noqa: E402
+
+
+class DiskCachedEncoder:
+    """Wrap an encoder: embeddings are stored under the SHA-1 of the input tensor."""
+
+    def __init__(self, encoder, folder: Path) -> None:
+        self.encoder, self.folder = encoder, Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.runs = 0
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        key = hashlib.sha1(images.numpy().tobytes()).hexdigest()
+        path = self.folder / f"{key}.pt"
+        if path.is_file():
+            return torch.load(path, weights_only=True)
+        emb = self.encoder(images)
+        torch.save(emb, path)
+        self.runs += 1
+        return emb
+
+
+def pick_labels(gt: np.ndarray, count: int, min_voxels: int = 200) -> list[int]:
+    ids, sizes = np.unique(gt[gt > 0], return_counts=True)
+    keep = [(int(s), int(i)) for i, s in zip(ids, sizes) if s >= min_voxels]
+    keep.sort()
+    if len(keep) <= count:
+        return [i for _, i in keep]
+    positions = np.linspace(0, len(keep) - 1, count + 2)[1:-1].round().astype(int)
+    return [keep[p][1] for p in positions]
+
+
+def cases(index: Path | None) -> list[tuple[str, Path, Path, str]]:
+    """``(name, image, label, preset)`` of the index's 3D test cases and the shipped example; MR
+    uses the ``mr`` preset (the MR volumes here are uint8, which ``auto`` would leave as is)."""
+    found = []
+    if index is not None:
+        data = json.loads(index.read_text())
+        for key, case in data["cases"].items():
+            if case["split"] == "test" and case.get("dimension") == 3 and key != "mni152_example":
+                preset = "mr" if case.get("modality") == "MR" else "auto"
+                found.append((key, index.parent / case["image"], index.parent / case["label"], preset))
+    found.append(("shipped_example", Path(EXAMPLE_IMAGE), Path(EXAMPLE_LABEL), "mr"))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    import SimpleITK as sitk
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--index", type=Path, default=None)
+    parser.add_argument("--labels-per-case", type=int, default=4)
+    parser.add_argument("--clicks", type=int, default=5)
+    parser.add_argument("--corrections", nargs="+", default=["trained", "edit"])
+    parser.add_argument("--pipeline", default="official",
+                        help="predictor pipeline (official: whole slices, so embeddings are shared by all "
+                             "structures of a case)")
+    parser.add_argument("--embedding-cache", type=Path, default=None)
+    parser.add_argument("--encode-only", action="store_true", help="only fill the embedding cache")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    report = {"clicks": args.clicks, "pipeline": args.pipeline, "cases": {}}
+    predictor = make_predictor("litemedsam", "exact", threads=args.threads)
+    if args.embedding_cache is not None:
+        predictor.encoder = DiskCachedEncoder(predictor.encoder, args.embedding_cache)
+    for name, image_path, label_path, preset in cases(args.index):
+        array = sitk.GetArrayFromImage(read_image(image_path))
+        gt, spacing = read_label_volume(label_path)
+        labels = pick_labels(gt, args.labels_per_case)
+        predictor.cache_slices = array.shape[0]
+        predictor.set_volume(array, preset=preset)
+        start = time.perf_counter()
+        if args.encode_only:
+            zs = sorted({z for lab in labels for z in Box3D.from_mask(gt == lab).z_range})
+            for z in zs:
+                predictor.embedding(z)
+            print(f"{name}: encoded {len(zs)} slices in {time.perf_counter() - start:.0f} s", flush=True)
+            continue
+        report["cases"][name] = {"labels": {}, "preset": preset, "image": str(image_path)}
+        for label in labels:
+            entry = {}
+            for correction in args.corrections:
+                steps = evaluate_clicks(predictor, gt == label, args.clicks, spacing, correction=correction,
+                                        pipeline=args.pipeline)
+                dscs = [s.dsc for s in steps] + [steps[-1].dsc] * (args.clicks + 1 - len(steps))
+                nsds = [s.nsd for s in steps] + [steps[-1].nsd] * (args.clicks + 1 - len(steps))
+                times = [s.slice_seconds for s in steps if s.slice_seconds is not None]
+                entry[correction] = {"dsc": dscs, "nsd": nsds, "dsc_auc": click_auc(dscs),
+                                     "nsd_auc": click_auc(nsds), "slice_seconds": times}
+                print(f"{name} label {label} {correction}: " + " ".join(f"{d:.3f}" for d in dscs)
+                      + f"  AUC {click_auc(dscs):.3f}", flush=True)
+            report["cases"][name]["labels"][str(label)] = entry
+        print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+    if args.encode_only:
+        return 0
+    summary = {}
+    for correction in args.corrections:
+        rows = [e[correction] for c in report["cases"].values() for e in c["labels"].values()]
+        times = [t for r in rows for t in r["slice_seconds"]]
+        summary[correction] = {
+            "structures": len(rows),
+            "dsc": list(np.mean([r["dsc"] for r in rows], axis=0)),
+            "nsd": list(np.mean([r["nsd"] for r in rows], axis=0)),
+            "dsc_auc": float(np.mean([r["dsc_auc"] for r in rows])),
+            "nsd_auc": float(np.mean([r["nsd_auc"] for r in rows])),
+            "slice_seconds_median": float(np.median(times)) if times else None,
+            "slice_seconds_p90": float(np.percentile(times, 90)) if times else None,
+        }
+        s = summary[correction]
+        print(f"{correction:>8}: DSC " + " ".join(f"{d:.4f}" for d in s["dsc"])
+              + f" | DSC_AUC {s['dsc_auc']:.3f} NSD_AUC {s['nsd_auc']:.3f} | slice {s['slice_seconds_median']}")
+    report["summary"] = summary
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
