@@ -14,7 +14,7 @@ from .errors import LiteMedSAMError, check_cancel
 def segment_image(image, boxes, *, model_name: str | None = None, weights: str | None = None,
                   preset: str = "auto", window: tuple[float, float] | None = None,
                   slice_index: int | None = None, progress=None, should_cancel=None,
-                  mode: str | None = None, threads: int | None = None, points=()):
+                  mode: str | None = None, threads: int | None = None, points=(), predictor=None):
     """Segment a SimpleITK image inside each :class:`~LiteMedSAMLib.boxes.Box3D`.
 
     Returns ``(masks, predictor)``: one uint8 mask per box with the image's array shape
@@ -23,6 +23,9 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
     ``mode`` is a backend mode (see :mod:`LiteMedSAMLib.backends`; default ``exact``).
     ``points``: corrections ``(x, y, z, positive)`` in voxel indices (``z`` 0 for a 2D image),
     each applied, in order, to the one box that contains it (see :mod:`~LiteMedSAMLib.refinement`).
+    ``predictor``: a predictor to reuse (from :func:`~LiteMedSAMLib.backends.make_predictor`,
+    for the caller's model and mode; ``model_name``, ``weights``, ``mode`` and ``threads`` are
+    then not used), so that a batch loads and converts the model once for many images.
     """
     import SimpleITK as sitk
 
@@ -34,7 +37,8 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
 
     info = check_image(image)
     array = sitk.GetArrayFromImage(image)
-    predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
+    if predictor is None:
+        predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
     predictor.set_volume(array, preset=preset, window=window)
     boxes = validate_boxes(boxes, predictor.shape)
     if slice_index is not None:
