@@ -153,6 +153,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
           f"{predictor.encoder_runs} slice(s) encoded, {predictor.mode} mode)")
     for name, mask in zip(names, masks):
         print(f"  {name}: {int(mask.sum())} voxels, {mask.sum() * voxel_ml:.2f} mL")
+        if not mask.any():
+            log.warning("%s: the result is empty; the box may be too small (a few pixels) or miss the object", name)
     if args.overlay:
         from .overlay import radiological_flips, save_overlay
         from .propagation import middle_slice
