@@ -560,11 +560,11 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
         logic = LiteMedSAMLogic()
         if logic.missingDependencies():
             logic.installDependencies()
-        segmentationNode = logic.process(volume, rois, preset="mr")
+        segmentationNode = logic.process(volume, rois, preset="mr", pipeline="official", sliceExtent="roi")
 
         predictor = VolumePredictor(logic._loadModel(logic.defaultModelName()))
         predictor.set_volume(sitk.GetArrayFromImage(image), preset="mr")
-        expected = segment_volume(predictor, list(boxes.values()))
+        expected = segment_volume(predictor, list(boxes.values()), pipeline="official")
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(EXAMPLE_LABEL)))
         segmentation = segmentationNode.GetSegmentation()
         self.assertEqual([segmentation.GetNthSegment(n).GetName() for n in range(2)], list(boxes))
@@ -596,14 +596,14 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
             segmentationNode, segmentation.GetSegmentIdBySegmentName("Left temporal lobe"), volume)
         calls = []
         with self.assertRaises(SegmentationCancelled):
-            logic.process(volume, rois, segmentationNode, preset="mr", progressCallback=lambda d, t: calls.append(d),
+            logic.process(volume, rois, segmentationNode, preset="mr", pipeline="official", sliceExtent="roi", progressCallback=lambda d, t: calls.append(d),
                           shouldCancel=lambda: len(calls) >= 2)
         redSliceNode = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
         redSliceNode.SetOrientation("Axial")
         ijkToRas = vtk.vtkMatrix4x4()
         volume.GetIJKToRASMatrix(ijkToRas)
         redSliceNode.JumpSliceByCentering(*ijkToRas.MultiplyPoint((38, 104, 10, 1))[:3])
-        logic.process(volume, rois[:1], segmentationNode, sliceNode=redSliceNode, preset="mr")
+        logic.process(volume, rois[:1], segmentationNode, sliceNode=redSliceNode, preset="mr", pipeline="official", sliceExtent="roi")
         self.assertTrue(logic.undo(segmentationNode))
         after = slicer.util.arrayFromSegmentBinaryLabelmap(
             segmentationNode, segmentation.GetSegmentIdBySegmentName("Left temporal lobe"), volume)

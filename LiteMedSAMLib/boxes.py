@@ -31,6 +31,7 @@ from LiteMedSAMLib.errors import LiteMedSAMError
 __all__ = [
     "Box3D",
     "RoiBox",
+    "SliceBox",
     "box2d_from_mask",
     "box_from_index_corners",
     "box_from_physical_corners",
@@ -38,6 +39,7 @@ __all__ = [
     "read_roi_file",
     "validate_box",
     "validate_box2d",
+    "validate_slice_box",
 ]
 
 # Tolerance (in voxels) when deciding whether a voxel centre lies on a box face: a face that
@@ -122,6 +124,57 @@ class Box3D:
             raise LiteMedSAMError("Cannot derive a box from an empty mask (no non-zero voxel).")
         return cls(int(xs.min()), int(ys.min()), int(zs.min()),
                    int(xs.max()), int(ys.max()), int(zs.max()))
+
+
+@dataclass(frozen=True)
+class SliceBox:
+    """A 2D box drawn on one slice: a "2D start".
+
+    The object is segmented on slice ``z`` inside ``(x0, y0, x1, y1)`` (inclusive pixel
+    indices), then the sweep goes up and down from ``z`` until the object ends, never beyond
+    ``z_min..z_max`` (inclusive; default: the whole volume). It spares the user a second view
+    to set a 3D box's slice extent.
+    """
+
+    z: int
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    z_min: int | None = None
+    z_max: int | None = None
+
+    def __post_init__(self) -> None:
+        for field_name in ("z", "x0", "y0", "x1", "y1", "z_min", "z_max"):
+            value = getattr(self, field_name)
+            if value is not None:
+                object.__setattr__(self, field_name, _as_index(value, f"SliceBox.{field_name}"))
+
+    @property
+    def box2d(self) -> tuple[int, int, int, int]:
+        """The in-slice box ``(x0, y0, x1, y1)`` (inclusive)."""
+        return (self.x0, self.y0, self.x1, self.y1)
+
+    def bounds(self, n_slices: int) -> Box3D:
+        """The 3D box the sweep may cover in a volume of ``n_slices`` slices."""
+        z0 = 0 if self.z_min is None else self.z_min
+        z1 = n_slices - 1 if self.z_max is None else self.z_max
+        return Box3D(self.x0, self.y0, z0, self.x1, self.y1, z1)
+
+
+def validate_slice_box(box: SliceBox, image_shape_zyx: Sequence[int], *,
+                       name: str = "box") -> tuple[SliceBox, list[str]]:
+    """Check a :class:`SliceBox` against an image: its slice must exist and lie within its own
+    ``z_min..z_max``; the in-slice box is clipped like :func:`validate_box2d`."""
+    nz, ny, nx = _check_shape(image_shape_zyx, 3, "image_shape_zyx")
+    if not 0 <= box.z < nz:
+        raise LiteMedSAMError(f"{name}: slice {box.z} is outside the image (slices 0..{nz - 1})")
+    bounds = box.bounds(nz)
+    z0, z1 = max(bounds.z0, 0), min(bounds.z1, nz - 1)
+    if not z0 <= box.z <= z1:
+        raise LiteMedSAMError(f"{name}: its slice {box.z} is outside its own slice range {bounds.z0}..{bounds.z1}")
+    box2d, warnings = validate_box2d(box.box2d, (ny, nx), name=name)
+    return SliceBox(box.z, *box2d, z_min=z0, z_max=z1), warnings
 
 
 def box2d_from_mask(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -7,6 +7,7 @@ Examples::
     litemedsam segment ct.nii.gz --box 120 90 40 210 180 75 --point 150 130 60 -o liver.seg.nrrd
     litemedsam evaluate liver.seg.nrrd liver_truth.nii.gz --json
     litemedsam evaluate-clicks ct.nii.gz organs.nii.gz --clicks 5 --json
+    litemedsam evaluate-suite --pipeline default -o output/suite.json
     litemedsam batch cohort.csv -o segmentations/ --workers 2
     litemedsam models
     litemedsam demo -o output/
@@ -57,8 +58,11 @@ class ProgressBar:
 
 # ------------------------------------------------------------------------------ boxes
 def _boxes_from_args(args: argparse.Namespace, image, is_2d: bool):
-    """All boxes of the command line as ``(name, Box3D)`` in order: --box, --box-mm, --roi."""
-    from .boxes import Box3D, box_from_physical_corners, box_from_physical_extent, read_roi_file
+    """All boxes of the command line as ``(name, box)`` in order: --box, --box-mm, --roi, --box2d.
+
+    An ROI that spans a single slice, and every ``--box2d``, is a 2D start (:class:`SliceBox`):
+    swept from its slice until the object ends."""
+    from .boxes import Box3D, SliceBox, box_from_physical_corners, box_from_physical_extent, read_roi_file
 
     found = []
     for numbers in args.box or []:
@@ -82,9 +86,20 @@ def _boxes_from_args(args: argparse.Namespace, image, is_2d: bool):
         found.append((None, box_from_physical_extent(corners.min(0), corners.max(0), image)))
     for roi_path in args.roi or []:
         for roi in read_roi_file(roi_path):
-            found.append((roi.name, box_from_physical_corners(roi.corners_lps, image)))
+            box = box_from_physical_corners(roi.corners_lps, image)
+            if box.z0 == box.z1 and not is_2d and args.slice is None:
+                box = SliceBox(box.z0, box.x0, box.y0, box.x1, box.y1)
+            found.append((roi.name, box))
+    for numbers in getattr(args, "box2d", None) or []:
+        if is_2d:
+            raise LiteMedSAMError("--box2d starts a 3D sweep; on a 2D image give --box x0 y0 x1 y1")
+        if args.slice is not None:
+            raise LiteMedSAMError("--box2d sweeps from its slice until the object ends; it cannot be "
+                                  "combined with --slice (use --box x0 y0 x1 y1 --slice Z for one slice)")
+        z, x0, y0, x1, y1 = numbers
+        found.append((None, SliceBox(z, x0, y0, x1, y1)))
     if not found:
-        raise LiteMedSAMError("give at least one box: --box, --box-mm or --roi")
+        raise LiteMedSAMError("give at least one box: --box, --box-mm, --roi or --box2d")
     names = list(args.name or [])
     if names and len(names) != len(found):
         raise LiteMedSAMError(f"{len(names)} --name given for {len(found)} boxes; give one per box or none")
@@ -143,14 +158,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
         image, [b for _, b in named], model_name=args.model, weights=args.weights,
         preset=args.preset, window=window, slice_index=args.slice,
         progress=ProgressBar("Segmenting", enabled=not args.quiet), mode=args.mode, threads=args.threads,
-        points=points)
+        points=points, pipeline=args.pipeline)
     elapsed = time.perf_counter() - start
     warning = write_segmentation(output, masks, image, names)
     if warning:
         log.warning(warning)
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
     print(f"Wrote {output} ({len(masks)} segment(s), {elapsed:.1f} s, "
-          f"{predictor.encoder_runs} slice(s) encoded, {predictor.mode} mode)")
+          f"{predictor.encoder_runs} slice(s) encoded, {predictor.mode} mode, {args.pipeline} pipeline)")
     for name, mask in zip(names, masks):
         print(f"  {name}: {int(mask.sum())} voxels, {mask.sum() * voxel_ml:.2f} mL")
         if not mask.any():
@@ -160,7 +175,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         from .propagation import middle_slice
 
         boxes = [b for _, b in named]
-        z = args.slice if args.slice is not None else middle_slice(boxes[0].z0, boxes[0].z1)
+        first = boxes[0]
+        z = args.slice if args.slice is not None else getattr(first, "z", None)
+        z = middle_slice(first.z0, first.z1) if z is None else z
         z = min(max(z, 0), predictor.shape[0] - 1)
         slices = [m if m.ndim == 2 else m[z] for m in masks]
         flips = radiological_flips(image.GetDirection()) if info.dimension == 3 else (False, False)
@@ -252,7 +269,8 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
                                    model_name=args.model, weights=args.weights, preset=args.preset,
                                    window=args.window, mode=args.mode, threads=args.threads,
                                    tolerance_mm=args.tolerance, correction=args.correction,
-                                   mask_prompt=not args.no_mask_prompt, on_step=show)
+                                   mask_prompt=not args.no_mask_prompt, on_step=show,
+                                   pipeline=args.pipeline)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -263,6 +281,30 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
             values = [rows[min(i, len(rows) - 1)][key] for i in range(len(steps))]
             print(f"{'label ' + label:<12}" + "".join(f"{v:8.4f}" for v in values))
         print(f"{'mean':<12}" + "".join(f"{v:8.4f}" for v in report["mean"][key]))
+    return 0
+
+
+# ------------------------------------------------------------------------------ evaluate-suite
+def cmd_evaluate_suite(args: argparse.Namespace) -> int:
+    """Pipelines side by side on the labelled suite (tools/fetch_public_data.py); table, JSON, PNG."""
+    from .evaluation.suite import format_report, plot_report, run_suite
+
+    def say(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr)
+
+    report = run_suite(args.data, pipelines=args.pipeline or [], split=args.split,
+                       datasets=args.dataset, start=args.start, model_name=args.model,
+                       weights=args.weights, mode=args.mode, threads=args.threads,
+                       max_structures=args.max_structures, only=args.structure,
+                       max_slices=args.max_slices, tolerance_mm=args.tolerance, log=say)
+    print(format_report(report))
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        plot_report(report, out.with_suffix(".png"))
+        print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
 
@@ -293,7 +335,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         image=str(EXAMPLE_IMAGE), output=str(seg_path), box=box_args, box_mm=None, roi=None,
         name=list(EXAMPLE_BOXES), model=args.model, weights=args.weights, preset=EXAMPLE_PRESET,
         window=None, slice=None, overlay=str(png_path), quiet=args.quiet, overwrite=True,
-        mode=args.mode, threads=args.threads)
+        mode=args.mode, threads=args.threads, pipeline=args.pipeline)
     print(f"Demo: {EXAMPLE_IMAGE.name}, {len(box_args)} boxes: {', '.join(EXAMPLE_BOXES)}")
     cmd_segment(segment_args)
     print(f"Agreement with the reference label {EXAMPLE_LABEL.name}:")
@@ -314,8 +356,19 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ parser
+def _pipeline_name(value: str) -> str:
+    """argparse type for --pipeline: checked at parse time, kept as its name."""
+    from .pipeline import get_pipeline
+
+    try:
+        return get_pipeline(value).name
+    except LiteMedSAMError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .backends import MODES
+    from .pipeline import DEFAULT_PIPELINE, PIPELINE_HELP
     from .preprocessing import PRESET_HELP, PRESETS
 
     parser = argparse.ArgumentParser(prog="litemedsam", description=__doc__.split("\n")[0],
@@ -332,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="inference backend: exact (OpenVINO float32, official masks; default), "
                             "fast (OpenVINO bfloat16, small mask differences), torch (eager PyTorch)")
 
+    def pipeline_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--pipeline", default=DEFAULT_PIPELINE, type=_pipeline_name, metavar="PIPELINE",
+                       help=PIPELINE_HELP + f" (default {DEFAULT_PIPELINE})")
+
     seg = sub.add_parser("segment", help="segment an image inside boxes",
                          description="Segment IMAGE (nrrd, nii.gz, mha, ... or a DICOM series folder) "
                                      "inside each box; 3D boxes are swept from their middle slice.")
@@ -342,7 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="box by two opposite corners x y z x y z in physical LPS millimetres; repeatable")
     seg.add_argument("--roi", action="append", metavar="FILE.mrk.json",
                      help="Slicer markups ROI file (any orientation, LPS or RAS); repeatable")
-    seg.add_argument("--name", action="append", help="segment name, one per box in order (--box, --box-mm, --roi)")
+    seg.add_argument("--box2d", nargs=5, type=float, action="append", metavar=("Z", "X0", "Y0", "X1", "Y1"),
+                     help="2D box on slice Z (inclusive voxel indices): segments the object there and "
+                          "sweeps up and down until it ends; repeatable")
+    seg.add_argument("--name", action="append",
+                     help="segment name, one per box in order (--box, --box-mm, --roi, --box2d)")
     seg.add_argument("--point", nargs="+", type=float, action="append", metavar="N",
                      help="object point X Y Z (voxel indices; X Y for 2D) to correct the box that holds it")
     seg.add_argument("--background-point", nargs="+", type=float, action="append", metavar="N",
@@ -355,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overlay", default=None, metavar="PNG", help="also write an overlay figure")
     seg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     model_options(seg)
+    pipeline_option(seg)
     seg.set_defaults(func=cmd_segment)
 
     batch = sub.add_parser(
@@ -374,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="run on this Dask distributed scheduler (e.g. tcp://host:8786); paths must be "
                             "the same on its workers")
+    pipeline_option(batch)
     model_options(batch)
     batch.set_defaults(func=cmd_batch)
 
@@ -400,7 +463,31 @@ def build_parser() -> argparse.ArgumentParser:
     clk.add_argument("--no-mask-prompt", action="store_true", help="do not feed the box result's logits back")
     clk.add_argument("--json", action="store_true")
     model_options(clk)
+    pipeline_option(clk)
     clk.set_defaults(func=cmd_evaluate_clicks)
+
+    suite = sub.add_parser("evaluate-suite", help="pipelines side by side on the labelled public suite",
+                           description="Segment every selected structure of the suite (fetched by "
+                                       "tools/fetch_public_data.py) with one box each, once per pipeline "
+                                       "(the official pipeline always too), and print DSC and NSD per "
+                                       "dataset and structure, the means and the time.")
+    suite.add_argument("--data", default=None, help="suite folder (default $LITEMEDSAM_DATA_DIR or "
+                                                    "~/.cache/litemedsam-data)")
+    suite.add_argument("--pipeline", action="append", metavar="NAME",
+                       help="pipeline to compare with the official one (e.g. default, official+window); repeatable")
+    suite.add_argument("--split", default="test", choices=["test", "train", "all"], help="cases to run (default test)")
+    suite.add_argument("--dataset", action="append", metavar="NAME", help="only this dataset or case id; repeatable")
+    suite.add_argument("--start", default="box3d", choices=["box3d", "box2d"],
+                       help="box3d: the label's 3D bounding box (default); box2d: its 2D box on its middle slice")
+    suite.add_argument("--max-structures", type=int, default=12, metavar="N",
+                       help="structures per 3D case, typical ones first, then the most compact (default 12)")
+    suite.add_argument("--structure", action="append", metavar="NAME", help="only structures of this name; repeatable")
+    suite.add_argument("--max-slices", type=int, default=None, metavar="N",
+                       help="crop each 3D case to N slices around its labels (shorter runs)")
+    suite.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm (default 2)")
+    suite.add_argument("-o", "--output", default=None, metavar="JSON", help="write the report; the plot goes beside it (.png)")
+    model_options(suite)
+    suite.set_defaults(func=cmd_evaluate_suite)
 
     models = sub.add_parser("models", help="list registered models and installed weights")
     models.add_argument("--json", action="store_true")
@@ -409,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="segment the shipped example brain MR and score it")
     demo.add_argument("-o", "--output", default="output", help="folder for demo.seg.nrrd and demo_overlay.png")
     model_options(demo)
+    pipeline_option(demo)
     demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("benchmark", help="time our modes against the official 3D algorithm",

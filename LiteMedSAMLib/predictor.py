@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from .errors import LiteMedSAMError
-from .preprocessing import (IntensityMapping, box_to_model, intensity_mapping, logits_to_mask,
-                            points_to_model, prepare_slice)
+from .preprocessing import (MODEL_INPUT_SIZE, IntensityMapping, box_from_mask_model, box_to_model,
+                            intensity_mapping, logits_to_mask, points_to_model, prepare_slice)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,33 @@ class SlicePrediction:
     mask: np.ndarray
     iou: float
     low_res_logits: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the model is shown of a slice, when it is not the official whole slice.
+
+    ``[y0:y1, x0:x1]`` (exclusive ends) is the crop that is resized to the model's 256 x 256
+    input (crop-and-zoom: a small object covers more model pixels); ``mapping`` replaces the
+    volume's intensity mapping (a window from the box's own voxels), or ``None`` to keep it.
+    Masks are pasted back onto the whole slice at exactly the crop's pixels.
+    """
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    mapping: IntensityMapping | None = None
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """``(height, width)`` of the crop."""
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def offset(self) -> np.ndarray:
+        """The crop's top-left corner ``(x, y)`` in slice pixels."""
+        return np.array([self.x0, self.y0], dtype=np.float64)
 
 
 def check_volume(volume: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -129,30 +156,69 @@ class VolumePredictor:
             raise LiteMedSAMError(f"slice index {z} is out of range: the image has {nz} slices (0..{nz - 1})")
 
     # ----------------------------------------------------------------------------- encoder
-    def embedding(self, z: int) -> torch.Tensor:
-        """Image embedding ``(1, 256, 64, 64)`` of slice ``z``, from the cache when possible."""
+    def embedding(self, z: int, frame: Frame | None = None) -> torch.Tensor:
+        """Image embedding ``(1, 256, 64, 64)`` of slice ``z`` (seen through ``frame``, if
+        given), from the cache when possible."""
         self.check_slice(z)
         z = int(z)
-        if z in self._cache:
-            self._cache.move_to_end(z)
-            return self._cache[z]
-        image = prepare_slice(self.slice_uint8(z)).to(self.device)
+        key = z if frame is None else (z, frame)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        image = prepare_slice(self.frame_uint8(z, frame)).to(self.device)
         emb = self.encoder(image)
         self.encoder_runs += 1
-        self._cache[z] = emb
+        self._cache[key] = emb
         while len(self._cache) > self.cache_slices:
             self._cache.popitem(last=False)
         return emb
 
-    def is_encoded(self, z: int) -> bool:
-        return int(z) in self._cache
+    def is_encoded(self, z: int, frame: Frame | None = None) -> bool:
+        return (int(z) if frame is None else (int(z), frame)) in self._cache
+
+    def frame_uint8(self, z: int, frame: Frame | None = None) -> np.ndarray:
+        """The uint8 image the model is shown of slice ``z``: the whole normalised slice, or
+        ``frame``'s crop with ``frame``'s intensity mapping."""
+        if frame is None:
+            return self.slice_uint8(z)
+        self.check_slice(z)
+        mapping = frame.mapping or self.mapping
+        return mapping.apply(self._volume[z, frame.y0:frame.y1, frame.x0:frame.x1])
+
+    def raw_region(self, z0: int, z1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Raw voxels ``[z0:z1, y0:y1, x0:x1]`` (a view; for windows computed from a box)."""
+        return self._volume[z0:z1, y0:y1, x0:x1]
+
+    # ----------------------------------------------------------------------------- model space
+    # The whole-slice (official) transforms; FramedPredictor has the same four for a crop.
+    def box_to_model(self, box2d) -> np.ndarray:
+        """An inclusive pixel box ``(x0, y0, x1, y1)`` of a slice in model (256) coordinates."""
+        return box_to_model(box2d, self.shape[1:])
+
+    def points_to_model(self, points: np.ndarray) -> np.ndarray:
+        """``(N, 2)`` pixel points (x, y) in model coordinates."""
+        return points_to_model(points, self.shape[1:])
+
+    def box_from_mask(self, mask: np.ndarray) -> np.ndarray | None:
+        """The official propagation box (model space) of a slice mask, or None when empty."""
+        return box_from_mask_model(mask)
+
+    @property
+    def pixels_per_model_unit(self) -> float:
+        """Slice pixels per model pixel along the longest side."""
+        return max(self.shape[1:]) / MODEL_INPUT_SIZE
+
+    @property
+    def base(self) -> VolumePredictor:
+        """The predictor that holds the volume and cache (itself; a frame view's owner)."""
+        return self
 
     # ----------------------------------------------------------------------------- decoder
     def _decode(self, z: int, box_model: np.ndarray | None, points_model: np.ndarray | None,
                 point_labels: np.ndarray | None, mask_input: torch.Tensor | None,
-                multimask: bool) -> list[SlicePrediction]:
-        emb = self.embedding(z)
-        h, w = self.shape[1:]
+                multimask: bool, frame: Frame | None = None) -> list[SlicePrediction]:
+        emb = self.embedding(z, frame)
+        h, w = self.shape[1:] if frame is None else frame.hw
         boxes = None
         if box_model is not None:
             boxes = torch.as_tensor(np.asarray(box_model)[None, None, :], dtype=torch.float,
@@ -167,27 +233,37 @@ class VolumePredictor:
                                        multimask_output=True)
         else:
             logits, iou = self.decoder(emb, boxes=boxes, points=points, mask_input=mask_input)
-        return [SlicePrediction(logits_to_mask(logits[:, i:i + 1], (h, w)), float(iou[0, i]),
-                                logits[:, i:i + 1]) for i in range(logits.shape[1])]
+        return [SlicePrediction(self._paste(logits_to_mask(logits[:, i:i + 1], (h, w)), frame),
+                                float(iou[0, i]), logits[:, i:i + 1]) for i in range(logits.shape[1])]
+
+    def _paste(self, mask: np.ndarray, frame: Frame | None) -> np.ndarray:
+        """A frame's mask pasted onto the whole slice (zero outside the crop)."""
+        if frame is None:
+            return mask
+        full = np.zeros(self.shape[1:], dtype=np.uint8)
+        full[frame.y0:frame.y1, frame.x0:frame.x1] = mask
+        return full
 
     def predict_model_box(self, z: int, box_model: np.ndarray | None,
                           points_model: np.ndarray | None = None,
                           point_labels: np.ndarray | None = None,
-                          mask_input: torch.Tensor | None = None) -> SlicePrediction:
-        """Prompt slice ``z`` with a box already in model (256) coordinates; the decoder's
-        single-mask output, which LiteMedSAM is trained and used with."""
-        return self._decode(z, box_model, points_model, point_labels, mask_input, multimask=False)[0]
+                          mask_input: torch.Tensor | None = None,
+                          frame: Frame | None = None) -> SlicePrediction:
+        """Prompt slice ``z`` with a box already in model (256) coordinates (of ``frame``'s crop
+        when given); the decoder's single-mask output, which LiteMedSAM is trained and used with."""
+        return self._decode(z, box_model, points_model, point_labels, mask_input, False, frame)[0]
 
     def predict_multimask(self, z: int, box_model: np.ndarray | None,
                           points_model: np.ndarray | None = None,
                           point_labels: np.ndarray | None = None,
-                          mask_input: torch.Tensor | None = None) -> list[SlicePrediction]:
+                          mask_input: torch.Tensor | None = None,
+                          frame: Frame | None = None) -> list[SlicePrediction]:
         """Like :meth:`predict_model_box`, but SAM's three multimask outputs (one decoder run).
 
         They were not fine-tuned for boxes, yet follow point prompts far better than the
         single output (see :mod:`~LiteMedSAMLib.refinement`).
         """
-        return self._decode(z, box_model, points_model, point_labels, mask_input, multimask=True)
+        return self._decode(z, box_model, points_model, point_labels, mask_input, True, frame)
 
     def predict_slice(self, z: int, box: tuple[float, float, float, float] | None,
                       points: np.ndarray | None = None, point_labels: np.ndarray | None = None,
@@ -216,3 +292,58 @@ class VolumePredictor:
         if box_model is None and points_model is None:
             raise LiteMedSAMError("a prompt needs a box or at least one point")
         return self.predict_model_box(z, box_model, points_model, point_labels, mask_input)
+
+
+class FramedPredictor:
+    """One object's view of a :class:`VolumePredictor` through a :class:`Frame`.
+
+    It has the predictor's interface (``shape``, ``predict_model_box``, ``predict_multimask``,
+    the model-space transforms, ...), so propagation and :class:`~LiteMedSAMLib.refinement.
+    RefinementSession` run unchanged on a crop: boxes and points are moved into the crop and
+    scaled to the model, masks come back on the whole slice. Embeddings are cached in the
+    underlying predictor under ``(slice, frame)``.
+    """
+
+    def __init__(self, predictor: VolumePredictor, frame: Frame) -> None:
+        self.predictor, self.frame = predictor, frame
+
+    def __getattr__(self, name: str):
+        return getattr(self.predictor, name)
+
+    @property
+    def base(self) -> VolumePredictor:
+        return self.predictor
+
+    def embedding(self, z: int) -> torch.Tensor:
+        return self.predictor.embedding(z, self.frame)
+
+    def is_encoded(self, z: int) -> bool:
+        return self.predictor.is_encoded(z, self.frame)
+
+    def predict_model_box(self, z, box_model, points_model=None, point_labels=None,
+                          mask_input=None) -> SlicePrediction:
+        return self.predictor.predict_model_box(z, box_model, points_model, point_labels, mask_input,
+                                                frame=self.frame)
+
+    def predict_multimask(self, z, box_model, points_model=None, point_labels=None,
+                          mask_input=None) -> list[SlicePrediction]:
+        return self.predictor.predict_multimask(z, box_model, points_model, point_labels, mask_input,
+                                                frame=self.frame)
+
+    def box_to_model(self, box2d) -> np.ndarray:
+        x0, y0, x1, y1 = (float(v) for v in box2d)
+        f = self.frame
+        local = (min(max(x0 - f.x0, 0), f.x1 - f.x0 - 1), min(max(y0 - f.y0, 0), f.y1 - f.y0 - 1),
+                 min(max(x1 - f.x0, 0), f.x1 - f.x0 - 1), min(max(y1 - f.y0, 0), f.y1 - f.y0 - 1))
+        return box_to_model(local, f.hw)
+
+    def points_to_model(self, points: np.ndarray) -> np.ndarray:
+        return points_to_model(np.asarray(points, dtype=np.float64) - self.frame.offset, self.frame.hw)
+
+    def box_from_mask(self, mask: np.ndarray) -> np.ndarray | None:
+        f = self.frame
+        return box_from_mask_model(np.ascontiguousarray(mask[f.y0:f.y1, f.x0:f.x1]))
+
+    @property
+    def pixels_per_model_unit(self) -> float:
+        return max(self.frame.hw) / MODEL_INPUT_SIZE

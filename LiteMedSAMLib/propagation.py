@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .boxes import Box3D, validate_box
+from .boxes import Box3D, SliceBox, validate_box, validate_slice_box
 from .errors import LiteMedSAMError, SegmentationCancelled, check_cancel  # noqa: F401 (re-exported)
 from .predictor import VolumePredictor, log
 from .preprocessing import box_from_mask_model, box_to_model
@@ -39,9 +39,10 @@ def middle_slice(z0: int, z1: int) -> int:
     return int((z_max - z_min) / 2 + z_min)
 
 
-def sweep_order(z0: int, z1: int) -> list[int]:
-    """Slices in the order they are segmented: middle up to ``z1``, then down to ``z0``."""
-    mid = middle_slice(z0, z1)
+def sweep_order(z0: int, z1: int, mid: int | None = None) -> list[int]:
+    """Slices in the order they are segmented: the middle (or ``mid``, a 2D box's slice) up to
+    ``z1``, then down to ``z0``."""
+    mid = middle_slice(z0, z1) if mid is None else mid
     return list(range(mid, z1 + 1)) + list(range(mid - 1, z0 - 1, -1))
 
 
@@ -67,44 +68,52 @@ def propagate_box(predictor: VolumePredictor, box: Box3D,
     return mask
 
 
-def validate_boxes(boxes: Sequence[Box3D | Sequence[int]],
-                   shape: tuple[int, int, int]) -> list[Box3D]:
+def validate_boxes(boxes: Sequence[Box3D | SliceBox | Sequence[int]],
+                   shape: tuple[int, int, int]) -> list[Box3D | SliceBox]:
     """Validate (and clip, with a logged warning) every box before any work starts."""
     if len(boxes) == 0:
         raise LiteMedSAMError("no box given: give at least one box to segment")
     valid = []
     for i, box in enumerate(boxes, start=1):
-        checked, notes = validate_box(box, shape, name=f"box {i}")
+        check = validate_slice_box if isinstance(box, SliceBox) else validate_box
+        checked, notes = check(box, shape, name=f"box {i}")
         for note in notes:
             log.warning(note)
         valid.append(checked)
     return valid
 
 
-def segment_volume(predictor: VolumePredictor, boxes: Sequence[Box3D | Sequence[int]],
+def segment_volume(predictor: VolumePredictor, boxes: Sequence[Box3D | SliceBox | Sequence[int]],
                    progress: ProgressCallback | None = None,
-                   should_cancel: CancelCheck | None = None) -> list[np.ndarray]:
-    """Segment each 3D box of the predictor's volume by mid-slice propagation.
+                   should_cancel: CancelCheck | None = None, pipeline=None) -> list[np.ndarray]:
+    """Segment each box of the predictor's volume by propagation from one slice.
 
     Args:
         predictor: a :class:`VolumePredictor` with a volume set.
-        boxes: inclusive voxel boxes ``(x0, y0, z0, x1, y1, z1)`` or :class:`Box3D`.
+        boxes: inclusive voxel boxes ``(x0, y0, z0, x1, y1, z1)`` or :class:`Box3D` (swept from
+            the middle slice), or :class:`SliceBox` (a 2D box swept from its slice until the
+            object ends).
         progress: see :data:`ProgressCallback`; the total counts the slices of all boxes.
         should_cancel: see :data:`CancelCheck`.
+        pipeline: a :class:`~LiteMedSAMLib.pipeline.Pipeline` or name; default ``"default"``
+            (``"official"``: the official script's masks, see :func:`propagate_box`).
     Returns:
         one uint8 mask ``[z, y, x]`` (0/1) per box, in the order of ``boxes``.
     Raises:
         SegmentationCancelled: when ``should_cancel`` returned True.
     """
+    from .refinement import RefinementSession
+
     valid = validate_boxes(boxes, predictor.shape)
     on_slice = slice_counter(valid, progress)
-    return [propagate_box(predictor, box, on_slice, should_cancel) for box in valid]
+    return [RefinementSession(predictor, box, pipeline=pipeline).run(should_cancel, on_slice)
+            for box in valid]
 
 
-def slice_counter(boxes: Sequence[Box3D], progress: ProgressCallback | None) -> Callable[[], None]:
+def slice_counter(boxes: Sequence[Box3D | SliceBox], progress: ProgressCallback | None) -> Callable[[], None]:
     """A callable to call after each slice: reports ``progress(done, total)`` over all the
-    slices of ``boxes``."""
-    total = sum(len(b.z_range) for b in boxes)
+    slices of validated ``boxes`` (a :class:`SliceBox` counts its whole allowed range)."""
+    total = sum(b.z_max - b.z_min + 1 if isinstance(b, SliceBox) else len(b.z_range) for b in boxes)
     done = 0
 
     def on_slice() -> None:

@@ -54,15 +54,12 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .boxes import Box3D, validate_box
+from .boxes import Box3D, SliceBox, validate_box, validate_slice_box
 from .errors import LiteMedSAMError, check_cancel
 from .predictor import VolumePredictor
 from .preprocessing import (
     MODEL_INPUT_SIZE,
-    box_from_mask_model,
-    box_to_model,
     pad_to_square,
-    points_to_model,
     resize_longest_side,
 )
 from .propagation import CancelCheck, middle_slice, sweep_order
@@ -151,20 +148,39 @@ class RefinementSession:
 
     Args:
         predictor: a :class:`VolumePredictor` with a volume set (its embeddings are reused).
-        box: inclusive voxel box ``(x0, y0, z0, x1, y1, z1)`` or a :class:`Box3D`.
+        box: inclusive voxel box ``(x0, y0, z0, x1, y1, z1)`` or a :class:`Box3D` (swept from
+            its middle slice to its ends), or a :class:`SliceBox` (a 2D box on one slice,
+            swept from there until the object ends).
         correction: ``"edit"`` (default) or ``"replace"``; see the module docstring.
         mask_prompt: give the decoder the box result's logits as a mask prompt with the points.
         scribble_prompt: ``"points"`` or ``"mask"`` (positive scribbles as a mask prompt, for
             models trained that way: Swin-LiteMedSAM); default from the model's manifest.
+        pipeline: a :class:`~LiteMedSAMLib.pipeline.Pipeline` or its name (default: the
+            measured best, ``"default"``; ``"official"`` is the official script, mask for mask).
+            Its window and crop set the :class:`~LiteMedSAMLib.predictor.Frame` this object is
+            seen through (also for corrections); its stop rule ends the sweep with the object.
     """
 
-    def __init__(self, predictor: VolumePredictor, box: Box3D | Sequence[int], *,
+    def __init__(self, predictor: VolumePredictor, box: Box3D | SliceBox | Sequence[int], *,
                  correction: str = "edit", mask_prompt: bool = True,
-                 scribble_prompt: str | None = None) -> None:
+                 scribble_prompt: str | None = None, pipeline=None) -> None:
+        from .pipeline import frame_for_box, get_pipeline
+        from .predictor import FramedPredictor
+
         if correction not in CORRECTIONS:
             raise LiteMedSAMError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
-        self.predictor = predictor
-        self.box, _ = validate_box(box, predictor.shape, name="box")
+        self.pipeline = get_pipeline(pipeline)
+        if isinstance(box, SliceBox):
+            start, _ = validate_slice_box(box, predictor.shape, name="box")
+            self.box = start.bounds(predictor.shape[0])
+            self.mid, self.stop = start.z, True  # a 2D start: the sweep ends with the object
+            window_slices = (start.z - 2, start.z + 2)
+        else:
+            self.box, _ = validate_box(box, predictor.shape, name="box")
+            self.mid, self.stop = middle_slice(self.box.z0, self.box.z1), self.pipeline.stop
+            window_slices = (self.box.z0, self.box.z1)
+        frame = frame_for_box(self.pipeline, predictor, self.box.box2d, window_slices)
+        self.predictor = predictor if frame is None else FramedPredictor(predictor, frame)
         self.correction, self.mask_prompt = correction, mask_prompt
         if scribble_prompt is None:
             spec = getattr(getattr(predictor, "model", None), "spec", None)
@@ -177,8 +193,7 @@ class RefinementSession:
         # Only the box's slices can be non-zero: keep just those (a 512 x 512 x 300 volume's
         # mask would be 78 MB per object).
         self._slab = np.zeros((len(self.box.z_range), h, w), dtype=np.uint8)
-        self.mid = middle_slice(self.box.z0, self.box.z1)
-        self._mid_box = box_to_model(self.box.box2d, (h, w))
+        self._mid_box = self.predictor.box_to_model(self.box.box2d)
         self._boxes: dict[int, np.ndarray] = {}    # the box each propagated slice was prompted with
         self._chains: dict[int, _Chain] = {}       # how each slice with prompts was built
         self.prompts: dict[int, list[Prompt]] = {}
@@ -227,7 +242,8 @@ class RefinementSession:
     # ----------------------------------------------------------------------------- start
     def run(self, should_cancel: CancelCheck | None = None,
             on_slice: Callable[[], None] | None = None) -> np.ndarray:
-        """Segment the box by mid-slice propagation (identical to ``propagate_box``).
+        """Segment the box by propagation from its middle (or start) slice; with the official
+        pipeline identical to ``propagate_box``.
 
         Returns the mask ``[z, y, x]`` uint8 (see :attr:`mask`; later interactions change
         the session, not this array). Forgets every correction; not undoable. ``on_slice`` is called after
@@ -239,7 +255,7 @@ class RefinementSession:
         self.locked.clear()
         self.cleared.clear()
         self._pending.clear()
-        for z in sweep_order(self.box.z0, self.box.z1):
+        for z in sweep_order(self.box.z0, self.box.z1, self.mid):
             check_cancel(should_cancel)
             self._set_propagated(z, self._base_box(z))
             if on_slice is not None:
@@ -394,22 +410,35 @@ class RefinementSession:
         return self._finish(self._resegment(z))
 
     # ----------------------------------------------------------------------------- segmentation
-    def _base_box(self, z: int) -> np.ndarray:
-        """The user's box on the middle slice; elsewhere the official rule: the box of the
-        neighbour's mask (the neighbour towards the middle), or the user's box when it is empty."""
+    def _base_box(self, z: int) -> np.ndarray | None:
+        """The user's box on the middle (start) slice; elsewhere the official rule: the box of
+        the neighbour's mask (the neighbour towards the middle), or the user's box when it is
+        empty. With the stop rule an empty neighbour ends the object: ``None``."""
         if z == self.mid:
             return self._mid_box
         direction = 1 if z > self.mid else -1
-        box = box_from_mask_model(self.slice_mask(z - direction))
-        return self._mid_box if box is None else box
+        box = self.predictor.box_from_mask(self.slice_mask(z - direction))
+        if box is None:
+            return None if self.stop else self._mid_box
+        return box
 
-    def _set_propagated(self, z: int, box: np.ndarray) -> bool:
-        return self._set(z, self.predictor.predict_model_box(z, box).mask, box=box, chain=None)
+    def _set_propagated(self, z: int, box: np.ndarray | None) -> bool:
+        if box is None:  # beyond the object's end (stop rule): empty, nothing to run
+            return self._set(z, np.zeros(self._slab.shape[1:], np.uint8), box=None, chain=None)
+        mask = self.predictor.predict_model_box(z, box).mask
+        if self.stop and z != self.mid and self.pipeline.stop_area > 0:
+            # a mask that shrinks to a sliver of its neighbour's is the object ending
+            neighbour = self.slice_mask(z - (1 if z > self.mid else -1))
+            if np.count_nonzero(mask) < self.pipeline.stop_area * np.count_nonzero(neighbour):
+                mask = np.zeros_like(mask)
+        return self._set(z, mask, box=box, chain=None)
 
     def _resegment(self, z: int) -> set[int]:
         """Segment slice ``z`` again from its base box and its prompts; propagate outward."""
         prompts = self.prompts.get(z, [])
         box = self._base_box(z)
+        if box is None:  # a prompt beyond the object's end: prompt the slice with the user's box
+            box = self._mid_box
         if not prompts:
             changed = self._set_propagated(z, box)
         else:
@@ -437,17 +466,17 @@ class RefinementSession:
 
     def _correct(self, z: int, chain: _Chain) -> np.ndarray:
         """The slice's mask after the last prompt of ``chain`` (see the module docstring)."""
-        hw = self.predictor.shape[1:]
         prompt, current = chain.prompts[-1], chain.masks[-1]
         coords, labels, scribble_mask = [], [], None
         for p in chain.prompts:
             if self.scribble_prompt == "mask" and p.positive and not p.is_point:
-                scribble_mask = _scribble_mask(p.pixels, hw, scribble_mask)
+                scribble_mask = _scribble_mask(p.pixels, self.predictor.shape[1:], scribble_mask,
+                                               getattr(self.predictor, "frame", None))
                 continue
             sampled = sample_along(p.pixels)
             coords.append(sampled)
             labels += [int(p.positive)] * len(sampled)
-        points = points_to_model(np.concatenate(coords), hw) if coords else None
+        points = self.predictor.points_to_model(np.concatenate(coords)) if coords else None
         labels = np.array(labels) if coords else None
         box = self._box_with(chain.box, chain.prompts)
         if self.correction == "replace":
@@ -491,7 +520,7 @@ class RefinementSession:
         """Drop candidates whose part that a positive prompt would add is larger than the
         slice's box: the object was to fit in that box, so such a candidate is the model
         segmenting something else (measured: one such click cost a small structure 0.13 DSC)."""
-        scale = max(current.shape) / MODEL_INPUT_SIZE
+        scale = self.predictor.pixels_per_model_unit
         area = (box[2] - box[0]) * (box[3] - box[1]) * scale * scale
         for candidate in candidates:
             if np.count_nonzero(components_touching(candidate, prompt.pixels) & ~current) <= area:
@@ -499,8 +528,7 @@ class RefinementSession:
 
     def _local_box_candidates(self, z: int, box: np.ndarray, prompt: Prompt):
         """Box prompts centred on ``prompt``, a quarter and half the size of the slice's box."""
-        hw = self.predictor.shape[1:]
-        pts = points_to_model(prompt.pixels, hw)
+        pts = self.predictor.points_to_model(prompt.pixels)
         centre = (pts.min(0) + pts.max(0)) / 2
         size = np.array([box[2] - box[0], box[3] - box[1]])
         for fraction in (0.25, 0.5):
@@ -515,7 +543,7 @@ class RefinementSession:
         positive = [p.pixels for p in prompts if p.positive]
         if not positive:
             return box
-        pts = points_to_model(np.concatenate(positive), self.predictor.shape[1:])
+        pts = self.predictor.points_to_model(np.concatenate(positive))
         lo = np.maximum(0, np.floor(pts.min(0)) - 3)
         hi = np.minimum(MODEL_INPUT_SIZE, np.ceil(pts.max(0)) + 3)
         return np.array([min(box[0], lo[0]), min(box[1], lo[1]), max(box[2], hi[0]), max(box[3], hi[1])])
@@ -561,10 +589,14 @@ def _first_agreeing(candidates, prompt: Prompt, want_inside: bool | None = None)
     return None
 
 
-def _scribble_mask(pixels: np.ndarray, shape_yx: tuple[int, int], into: torch.Tensor | None) -> torch.Tensor:
-    """Scribble pixels as a model-space mask prompt ``(1, 1, 256, 256)`` (1 on the stroke)."""
+def _scribble_mask(pixels: np.ndarray, shape_yx: tuple[int, int], into: torch.Tensor | None,
+                   frame=None) -> torch.Tensor:
+    """Scribble pixels as a model-space mask prompt ``(1, 1, 256, 256)`` (1 on the stroke), in
+    ``frame``'s crop when given (else the whole slice)."""
     full = np.zeros(shape_yx, dtype=np.uint8)
     full[pixels[:, 1], pixels[:, 0]] = 255
+    if frame is not None:
+        full = np.ascontiguousarray(full[frame.y0:frame.y1, frame.x0:frame.x1])
     small = pad_to_square((resize_longest_side(full) > 0).astype(np.uint8))
     mask = torch.from_numpy(small.astype(np.float32))[None, None]
     return mask if into is None else torch.maximum(into, mask)

@@ -25,6 +25,7 @@ import slicer
 import vtk
 
 from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.pipeline import DEFAULT_PIPELINE, PIPELINES, get_pipeline
 from LiteMedSAMLib.presets import PRESETS
 
 from . import dependencies, geometry
@@ -34,8 +35,16 @@ try:  # inside Slicer; headless (slicer-core) has no ScriptedLoadableModule
 except ImportError:
     _LogicBase = object
 
-# The intensity presets (LiteMedSAMLib.presets imports nothing heavy).
+# The intensity presets and pipelines (LiteMedSAMLib.presets and .pipeline import nothing heavy).
 PRESET_NAMES = PRESETS
+PIPELINE_NAMES = tuple(PIPELINES)
+
+# How "Segment volume" sets a box's extent along the slicing axis. "automatic": from the slice
+# the box was drawn on (the ROI's centre), swept up and down until the object ends: Slicer gives
+# an ROI placed with two clicks in a slice view a depth equal to its shortest in-plane side, so
+# that depth says nothing about the object. "roi": the ROI's own extent (once the user has set it
+# in a second view), swept from its middle slice as the official pipeline does.
+SLICE_EXTENTS = ("automatic", "roi")
 
 # Distinct segment colours (Tableau 10), used in order, skipping those already in the segmentation.
 SEGMENT_COLORS = (
@@ -62,6 +71,7 @@ class BoxTask:
     roiNodeId: str
     boxIjk: tuple[int, int, int, int, int, int]
     sliceIndex: int | None = None
+    startSlice: int | None = None  # "automatic" extent: the slice (along the axis) the box was drawn on
 
 
 @dataclass
@@ -78,6 +88,7 @@ class SegmentationJob:
     modelName: str
     preset: str
     warnings: list[str] = field(default_factory=list)
+    pipeline: str = DEFAULT_PIPELINE
     worldToIjk: np.ndarray | None = None  # world RAS -> IJK of the volume (points of corrections)
     refinements: list = field(default_factory=list)  # one SegmentRefinement per task, after runJob
 
@@ -182,6 +193,7 @@ class LiteMedSAMLogic(_LogicBase):
     # ------------------------------------------------------------------ batch entry point
     def process(self, inputVolume, roiNodes, outputSegmentation=None, *, sliceNode=None,
                 modelName: str | None = None, preset: str = "auto",
+                pipeline: str = DEFAULT_PIPELINE, sliceExtent: str = "automatic",
                 progressCallback: ProgressCallback | None = None,
                 shouldCancel: Callable[[], bool] | None = None, showResult: bool = True):
         """Segment the inside of each ROI into its own segment of ``outputSegmentation``.
@@ -197,6 +209,12 @@ class LiteMedSAMLogic(_LogicBase):
                 the volume's K axis).
             modelName: a registered model (:meth:`availableModels`); default model if None.
             preset: intensity preset, one of :data:`PRESET_NAMES`.
+            pipeline: ``"default"`` (the measured best: window from the box, crop-and-zoom, the
+                sweep stops where the object ends) or ``"official"`` (the official LiteMedSAM
+                pipeline, mask for mask); see ``LiteMedSAMLib.pipeline``.
+            sliceExtent: how a box's extent along the slicing axis is set (:data:`SLICE_EXTENTS`):
+                ``"automatic"`` (default) segments from the slice the box was drawn on (the ROI's
+                centre) up and down until the object ends; ``"roi"`` uses the ROI's own extent.
             progressCallback: called as ``progressCallback(slicesDone, slicesTotal)``.
             shouldCancel: called before each slice; returning True stops the run with
                 ``LiteMedSAMLib.errors.SegmentationCancelled`` and changes nothing.
@@ -209,19 +227,24 @@ class LiteMedSAMLogic(_LogicBase):
             ValueError: missing or bad inputs, an ROI outside the volume, missing packages.
         """
         job = self.prepareJob(inputVolume, roiNodes, sliceNode=sliceNode, modelName=modelName,
-                              preset=preset)
+                              preset=preset, pipeline=pipeline, sliceExtent=sliceExtent)
         masks = self.runJob(job, progressCallback, shouldCancel)
         return self.applyResult(job, masks, outputSegmentation, showResult=showResult)
 
     # ------------------------------------------------------------------ step 1: prepare
     def prepareJob(self, inputVolume, roiNodes, *, sliceNode=None, modelName: str | None = None,
-                   preset: str = "auto") -> SegmentationJob:
+                   preset: str = "auto", pipeline: str = DEFAULT_PIPELINE,
+                   sliceExtent: str = "automatic") -> SegmentationJob:
         """Check the inputs and turn the ROIs into voxel boxes (main thread; reads MRML)."""
         volumeArray = self._checkVolume(inputVolume)
         rois = self._checkRois(roiNodes)
         if preset not in PRESET_NAMES:
             raise LiteMedSAMError(f"Unknown intensity preset {preset!r}; choose one of "
                                   f"{', '.join(PRESET_NAMES)}.")
+        pipeline = get_pipeline(pipeline).name  # a clear error for an unknown name
+        if sliceExtent not in SLICE_EXTENTS:
+            raise LiteMedSAMError(f"Unknown slice extent {sliceExtent!r}; choose one of "
+                                  f"{', '.join(SLICE_EXTENTS)}.")
         modelName = modelName or self.defaultModelName()
         if modelName not in self.availableModels(usableOnly=False):
             raise LiteMedSAMError(f"Unknown model {modelName!r}; available models: "
@@ -257,13 +280,29 @@ class LiteMedSAMLogic(_LogicBase):
                 corners[:, axis] = sliceIndex  # a box drawn flat in the view still counts
             box, notes = geometry.voxelBoxFromRoi(corners, shape, name)
             warnings.extend(notes)
-            tasks.append(BoxTask(roi.GetName(), roi.GetID(), box, sliceIndex))
+            startSlice = None
+            if sliceNode is None and sliceExtent == "automatic":
+                startSlice = self._drawnSlice(roi, worldToIjk, axis, shape, name)
+            tasks.append(BoxTask(roi.GetName(), roi.GetID(), box, sliceIndex, startSlice))
         for note in warnings:
             logging.warning(note)
         volumeKey = (inputVolume.GetID(), inputVolume.GetImageData().GetMTime())
         return SegmentationJob(inputVolume.GetID(), inputVolume.GetName(), volumeArray, volumeKey,
                                axis, sliceNode is not None, tasks, modelName, preset, warnings,
-                               worldToIjk=worldToIjk)
+                               pipeline=pipeline, worldToIjk=worldToIjk)
+
+    @staticmethod
+    def _drawnSlice(roi, worldToIjk: np.ndarray, axis: int, shape, name: str) -> int:
+        """The voxel slice along ``axis`` through the ROI's centre: where a box placed with two
+        clicks in a slice view was drawn (Slicer pads its depth symmetrically about that plane)."""
+        center = roi.GetObjectToWorldMatrix().MultiplyPoint((0.0, 0.0, 0.0, 1.0))[:3]
+        index = geometry.rasToIjkPoints(np.array([center]), worldToIjk)[0, axis]
+        size = shape[2 - axis]  # shape is [k, j, i]
+        if not -0.5 <= index < size - 0.5:
+            raise LiteMedSAMError(f"The centre of {name} lies outside the volume along "
+                                  f"{geometry.IJK_AXIS_NAMES[axis]} (slice {index:.1f} of 0..{size - 1}); "
+                                  "move the box onto the image.")
+        return int(round(index))
 
     @staticmethod
     def _checkVolume(inputVolume) -> np.ndarray:
@@ -306,13 +345,20 @@ class LiteMedSAMLogic(_LogicBase):
         Raises:
             LiteMedSAMLib.errors.SegmentationCancelled: ``shouldCancel()`` returned True.
         """
+        from LiteMedSAMLib.boxes import SliceBox
         from LiteMedSAMLib.propagation import slice_counter, validate_boxes
         from LiteMedSAMLib.refinement import RefinementSession
 
         from .refinement import SegmentRefinement
 
         predictor = self._predictorFor(job)
-        boxes = [geometry.permuteBox(task.boxIjk, job.permutation) for task in job.tasks]
+        boxes = []
+        for task in job.tasks:
+            x0, y0, z0, x1, y1, z1 = geometry.permuteBox(task.boxIjk, job.permutation)
+            if task.startSlice is not None and not job.sliceMode:  # a 2D start: the object sets its extent
+                boxes.append(SliceBox(task.startSlice, x0, y0, x1, y1))
+            else:
+                boxes.append((x0, y0, z0, x1, y1, z1))
         boxes = validate_boxes(boxes, predictor.shape)  # all of them before any work
         onSlice = slice_counter(boxes, progressCallback)
 
@@ -321,7 +367,7 @@ class LiteMedSAMLogic(_LogicBase):
         job.refinements = []
         masks = []
         for box in boxes:
-            session = RefinementSession(predictor, box)
+            session = RefinementSession(predictor, box, pipeline=job.pipeline)
             masks.append(session.run(shouldCancel, onSlice))
             job.refinements.append(SegmentRefinement(session, job.volumeNodeId, job.worldToIjk, job.axis))
         inverse = geometry.inversePermutation(job.permutation)

@@ -167,7 +167,7 @@ def run_one(case: str, mode: str, quick: bool, threads: int, out_npz: str) -> di
         setup = time.perf_counter() - start
         predictor.set_volume(volume, preset=preset)
         start = time.perf_counter()
-        masks = segment_volume(predictor, boxes)
+        masks = segment_volume(predictor, boxes, pipeline="official")
         sweep = time.perf_counter() - start
         segs = label_map(masks)
         # first slice of a new volume (encode + decode), then re-prompts on the encoded slice

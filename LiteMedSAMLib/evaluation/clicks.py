@@ -83,7 +83,7 @@ class ClickStep:
 def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
                     spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0), tolerance_mm: float = 2.0,
                     correction: str = "edit", mask_prompt: bool = True,
-                    on_step: Callable[[ClickStep], None] | None = None) -> list[ClickStep]:
+                    on_step: Callable[[ClickStep], None] | None = None, pipeline=None) -> list[ClickStep]:
     """Box from ``gt``'s bounding box, then up to ``clicks`` simulated clicks.
 
     Args:
@@ -92,7 +92,7 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
         clicks: how many clicks after the box (the protocol stops early when nothing is wrong).
         spacing_zyx: voxel size in mm, for click centres and NSD.
         tolerance_mm: NSD tolerance.
-        correction, mask_prompt: see :class:`RefinementSession`.
+        correction, mask_prompt, pipeline: see :class:`RefinementSession`.
         on_step: called with each :class:`ClickStep` as it is scored.
     Returns:
         ``1 + n`` steps: after the box, then after each click given.
@@ -103,7 +103,7 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
     if clicks < 0:
         raise LiteMedSAMError(f"the number of clicks must be 0 or more, got {clicks}")
     session = RefinementSession(predictor, Box3D.from_mask(gt), correction=correction,
-                                mask_prompt=mask_prompt)
+                                mask_prompt=mask_prompt, pipeline=pipeline)
     session.run()
     steps: list[ClickStep] = []
 
@@ -130,7 +130,7 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
                           window: tuple[float, float] | None = None, mode: str | None = None,
                           threads: int | None = None, tolerance_mm: float = 2.0,
                           correction: str = "edit", mask_prompt: bool = True,
-                          on_step=None) -> dict:
+                          on_step=None, pipeline=None) -> dict:
     """The simulated-click protocol (:mod:`LiteMedSAMLib.clicks`) for each label of ``gt_path``.
 
     Returns a JSON-ready dict: per label the steps (after the box, then each click) with DSC,
@@ -140,6 +140,7 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
     import SimpleITK as sitk
 
     from ..backends import DEFAULT_MODE, make_predictor
+    from ..pipeline import get_pipeline
     from ..imageio import check_image, read_image, read_label_volume
     from ..registry import load_model
 
@@ -165,13 +166,14 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
     results = {}
     for label in present:
         steps = evaluate_clicks(predictor, gt == label, clicks, spacing, tolerance_mm,
-                                correction=correction, mask_prompt=mask_prompt,
+                                correction=correction, mask_prompt=mask_prompt, pipeline=pipeline,
                                 on_step=None if on_step is None else (lambda s, lab=label: on_step(lab, s)))
         results[str(label)] = [step.as_dict() for step in steps]
     n = clicks + 1
     padded = {key: [[r[min(i, len(r) - 1)][key] for i in range(n)] for r in results.values()]
               for key in ("dsc", "nsd")}
     return {"image": str(image_path), "ground_truth": str(gt_path), "clicks": clicks,
-            "correction": correction, "mask_prompt": mask_prompt, "tolerance_mm": tolerance_mm,
+            "correction": correction, "mask_prompt": mask_prompt,
+            "pipeline": get_pipeline(pipeline).name, "tolerance_mm": tolerance_mm,
             "mode": predictor.mode, "labels": results,
             "mean": {key: [float(np.mean(col)) for col in zip(*rows)] for key, rows in padded.items()}}

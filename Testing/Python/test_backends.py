@@ -52,8 +52,8 @@ def test_exact_mode_gives_the_eager_embeddings_and_masks(exact, eager):
 
 @needs_openvino
 def test_exact_mode_3d_sweep_equals_eager(exact, eager):
-    (fast_mask,) = segment_volume(exact, [LOBE])
-    (eager_mask,) = segment_volume(eager, [LOBE])
+    (fast_mask,) = segment_volume(exact, [LOBE], pipeline="official")
+    (eager_mask,) = segment_volume(eager, [LOBE], pipeline="official")
     np.testing.assert_array_equal(fast_mask, eager_mask)
 
 

@@ -38,7 +38,7 @@ def test_propagation_equals_official_script_on_real_volume(predictor, official, 
     """Known-correct output: the official algorithm run with the official model."""
     image, label, _ = example
     progress = []
-    (mask,) = segment_volume(predictor, [LOBE], progress=lambda d, t: progress.append((d, t)))
+    (mask,) = segment_volume(predictor, [LOBE], progress=lambda d, t: progress.append((d, t)), pipeline="official")
     volume_uint8 = predictor.mapping.apply(image)
     challenge_box = np.array([[LOBE.x0, LOBE.y0, LOBE.z0 - 1, LOBE.x1, LOBE.y1, LOBE.z1 + 1]])
     expected = official_infer_3d(official, volume_uint8, challenge_box)
@@ -56,7 +56,7 @@ def test_overlapping_boxes_get_their_own_masks_and_share_embeddings(predictor, e
     image, _, _ = example
     runs_before = predictor.encoder_runs
     inner = Box3D(20, 85, 10, 58, 125, 12)  # overlaps LOBE, same slices
-    outer, second = segment_volume(predictor, [LOBE, inner])
+    outer, second = segment_volume(predictor, [LOBE, inner], pipeline="official")
     assert predictor.encoder_runs == runs_before  # all 5 slices were encoded by the test above
     assert outer.any() and second.any()
     overlap = np.logical_and(outer, second).sum()

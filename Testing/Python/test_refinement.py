@@ -38,7 +38,7 @@ def case(model, example):
 @pytest.fixture()
 def session(case):
     predictor, _, box = case
-    s = RefinementSession(predictor, box)
+    s = RefinementSession(predictor, box, pipeline="official")
     s.run()
     return s
 
@@ -148,7 +148,7 @@ def test_remove_prompt_replays_the_remaining_ones(session):
 
 def test_clear_errors(case):
     predictor, _, box = case
-    fresh = RefinementSession(predictor, box)
+    fresh = RefinementSession(predictor, box, pipeline="official")
     with pytest.raises(LiteMedSAMError, match=r"run\(\)"):
         fresh.add_point(3, 10, 10)
     fresh.run()
@@ -161,8 +161,8 @@ def test_clear_errors(case):
     with pytest.raises(LiteMedSAMError, match="no point or scribble"):
         fresh.remove_prompt(3)
     with pytest.raises(LiteMedSAMError, match="unknown correction"):
-        RefinementSession(predictor, box, correction="magic")
-    narrow = RefinementSession(predictor, (box.x0, box.y0, 2, box.x1, box.y1, 4))
+        RefinementSession(predictor, box, correction="magic", pipeline="official")
+    narrow = RefinementSession(predictor, (box.x0, box.y0, 2, box.x1, box.y1, 4), pipeline="official")
     narrow.run()
     with pytest.raises(LiteMedSAMError, match="outside the box's slices 2..4"):
         narrow.add_point(6, 10, 10)
@@ -214,7 +214,7 @@ def test_scribble_as_mask_prompt(case):
     assert set(np.unique(ys)) <= {int(20 * scale), int(20 * scale) + 1}
     assert xs.min() == int(10 * scale) and xs.max() <= int(61 * scale)
     predictor, _, box = case
-    session = RefinementSession(predictor, box, scribble_prompt="mask")
+    session = RefinementSession(predictor, box, scribble_prompt="mask", pipeline="official")
     session.run()
     z = session.mid
     before = session.mask[z].copy()
@@ -241,7 +241,7 @@ def test_deferred_propagation_gives_the_same_result_in_two_steps(case, session):
     """A viewer can show the clicked slice first: the slice alone, then the propagation, end
     where an immediate correction ends, and undo takes back both as one step."""
     predictor, gt, box = case
-    immediate = RefinementSession(predictor, box)
+    immediate = RefinementSession(predictor, box, pipeline="official")
     immediate.run()
     z = session.mid + 1
     click = next_click(session.mask[z][None], gt[z][None])
@@ -267,7 +267,7 @@ def test_replace_correction_is_the_single_output_re_prompt(case):
     from LiteMedSAMLib.preprocessing import points_to_model
 
     predictor, _, box = case
-    session = RefinementSession(predictor, box, correction="replace")
+    session = RefinementSession(predictor, box, correction="replace", pipeline="official")
     session.run()
     z = session.mid
     base = predictor.predict_model_box(z, session.slice_box(z))

@@ -65,7 +65,7 @@ def libraryMasks(oblique, model):
     """The library's direct output on the file's voxels with the same voxel boxes."""
     predictor = VolumePredictor(model)
     predictor.set_volume(sitk.GetArrayFromImage(oblique["image"]), preset="mr")
-    return dict(zip(BOXES, segment_volume(predictor, list(BOXES.values()))))
+    return dict(zip(BOXES, segment_volume(predictor, list(BOXES.values()), pipeline="official")))
 
 
 def test_one_segment_per_box_named_after_it_with_distinct_colours(oblique):
@@ -151,7 +151,7 @@ def test_rerun_replaces_only_that_box_reuses_embeddings_and_undoes(oblique):
     right.SetSize(smaller.GetSize())
     slicer.mrmlScene.RemoveNode(smaller)
     right.SetName("Right lateral ventricle")
-    logic.process(volume, [right], segmentationNode, preset="mr")
+    logic.process(volume, [right], segmentationNode, preset="mr", pipeline="official", sliceExtent="roi")
     assert predictor.encoder_runs == runsBefore  # all slices came from the cache
     segmentation = segmentationNode.GetSegmentation()
     assert segmentation.GetNumberOfSegments() == 2
@@ -174,7 +174,7 @@ def test_cancel_mid_sweep_leaves_the_segmentation_as_it_was(oblique):
               for name in ("Left ventricle", "Right ventricle")}
     calls = []
     with pytest.raises(SegmentationCancelled):
-        logic.process(volume, rois, segmentationNode, preset="mr",
+        logic.process(volume, rois, segmentationNode, preset="mr", pipeline="official", sliceExtent="roi",
                       progressCallback=lambda d, t: calls.append(d),
                       shouldCancel=lambda: len(calls) >= 2)
     assert calls == [1, 2]
@@ -186,7 +186,7 @@ def test_cancel_mid_sweep_leaves_the_segmentation_as_it_was(oblique):
 def test_background_run_gives_the_same_result_and_cancels(oblique):
     logic, volume = oblique["logic"], oblique["volume"]
     left = oblique["rois"]["Left ventricle"]
-    job = logic.prepareJob(volume, [left], preset="mr")
+    job = logic.prepareJob(volume, [left], preset="mr", pipeline="official", sliceExtent="roi")
     run = BackgroundRun(lambda progress, shouldCancel: logic.runJob(job, progress, shouldCancel)).start()
     assert run.wait(120) == DONE
     assert run.poll()[1] == (5, 5)
@@ -210,7 +210,7 @@ def test_current_slice_on_a_sagittal_acquisition_in_the_axial_view(scene, mniT1,
     sliceNode.SetOrientation("Axial")
     lps = image.TransformIndexToPhysicalPoint((0, 5, 0))
     sliceNode.SetSliceOffset(lps[2])
-    segmentationNode = logic.process(volume, [roi], sliceNode=sliceNode, preset="mr")
+    segmentationNode = logic.process(volume, [roi], sliceNode=sliceNode, preset="mr", pipeline="official", sliceExtent="roi")
     mask = segmentArray(segmentationNode, "Left ventricle", volume)  # [k, j, i]
     assert set(np.nonzero(mask.any(axis=(0, 2)))[0]) == {5}  # only the axial slice j = 5
     # the library on the same axial slice ([j, k, i] array, slice 5, box in (i, k))
@@ -228,7 +228,7 @@ def test_current_slice_on_a_sagittal_acquisition_in_the_axial_view(scene, mniT1,
     assert axial[mask[:, 5, :].T > 0].mean() < 0.7 * axial[axial > 0].mean()
     # a second slice run accumulates: slice 6 is added, slice 5 is kept
     sliceNode.SetSliceOffset(image.TransformIndexToPhysicalPoint((0, 6, 0))[2])
-    logic.process(volume, [roi], segmentationNode, sliceNode=sliceNode, preset="mr")
+    logic.process(volume, [roi], segmentationNode, sliceNode=sliceNode, preset="mr", pipeline="official", sliceExtent="roi")
     again = segmentArray(segmentationNode, "Left ventricle", volume)
     assert set(np.nonzero(again.any(axis=(0, 2)))[0]) == {5, 6}
     assert np.array_equal(again[:, 5, :], mask[:, 5, :])
@@ -244,7 +244,7 @@ def test_2d_rgb_image(scene, logic):
     volume = slicer.util.addVolumeFromArray(rgb[None], ijkToRas, name="photo",
                                             nodeClassName="vtkMRMLVectorVolumeNode")
     roi = createRoiFromVoxelBox(volume, (35, 25, 0, 105, 95, 0), "Disk")
-    segmentationNode = logic.process(volume, [roi], preset="auto")
+    segmentationNode = logic.process(volume, [roi], preset="auto", pipeline="official", sliceExtent="roi")
     mask = segmentArray(segmentationNode, "Disk", volume)
     assert mask.shape == (1, 120, 160)
     assert dice(mask[0], disk) > 0.9

@@ -42,7 +42,7 @@ def case(tmp_path_factory):
     box = (is_.min(), js.min(), ks.min(), is_.max(), js.max(), ks.max())
     roi = createRoiFromVoxelBox(volume, box, "Right temporal lobe")
     logic = LiteMedSAMLogic()
-    segmentation = logic.process(volume, roi, preset="mr", showResult=False)
+    segmentation = logic.process(volume, roi, preset="mr", pipeline="official", sliceExtent="roi", showResult=False)
     segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Right temporal lobe")
     yield dict(scene=scene, volume=volume, gt=gt, roi=roi, logic=logic, segmentation=segmentation,
                segmentId=segmentId, first=segmentArray(segmentation, segmentId, volume).copy())
@@ -229,11 +229,11 @@ def test_segments_of_a_dropped_volume_are_no_longer_correctable(case, tmp_path):
     other = V.load(V.save(sitk.ReadImage(str(EXAMPLE_IMAGE))[:, :, 8:11], tmp_path / "other.nrrd"), "other")
     logic = LiteMedSAMLogic()
     logic.maximumCachedVolumes = 1
-    first = logic.process(volume, createRoiFromVoxelBox(volume, (100, 90, 3, 130, 120, 3), "A"), preset="mr",
+    first = logic.process(volume, createRoiFromVoxelBox(volume, (100, 90, 3, 130, 120, 3), "A"), preset="mr", sliceExtent="roi",
                           showResult=False)
     firstId = first.GetSegmentation().GetSegmentIdBySegmentName("A")
     assert logic.canRefine(first, firstId)
-    logic.process(other, createRoiFromVoxelBox(other, (100, 90, 1, 130, 120, 1), "B"), preset="mr", showResult=False)
+    logic.process(other, createRoiFromVoxelBox(other, (100, 90, 1, 130, 120, 1), "B"), preset="mr", sliceExtent="roi", showResult=False)
     assert not logic.canRefine(first, firstId)
     with pytest.raises(LiteMedSAMError, match="segment its ROI first"):
         logic.refine(first, firstId)
@@ -293,14 +293,14 @@ def test_forgetting_the_scene_ends_corrections(case, tmp_path):
     volume = case["volume"]
     logic = LiteMedSAMLogic()
     segmentation = logic.process(volume, createRoiFromVoxelBox(volume, (100, 90, 3, 130, 120, 3), "C"),
-                                 preset="mr", showResult=False)
+                                 preset="mr", sliceExtent="roi", showResult=False)
     segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("C")
     assert logic.canRefine(segmentation, segmentId) and logic.canUndo(segmentation)
     logic.forgetScene()
     assert not logic.canRefine(segmentation, segmentId) and not logic.canUndo(segmentation)
     assert logic._models  # the model stays loaded
     again = logic.process(volume, createRoiFromVoxelBox(volume, (100, 90, 3, 130, 120, 3), "D"),
-                          preset="mr", showResult=False)
+                          preset="mr", sliceExtent="roi", showResult=False)
     againId = again.GetSegmentation().GetSegmentIdBySegmentName("D")
     assert logic.canRefine(again, againId)
     assert logic.undo(again)  # undoing the run also ends its segments' corrections
