@@ -184,6 +184,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
           f"{_preset_text(args.preset, predictor.mapping.kind)})")
     for name, mask in zip(names, masks):
         print(f"  {name}: {int(mask.sum())} voxels, {mask.sum() * voxel_ml:.2f} mL")
+        if not mask.any():
+            log.warning("%s: the result is empty; the box may be too small (a few pixels) or miss the object", name)
     if args.overlay:
         from .overlay import radiological_flips, save_overlay
         from .propagation import middle_slice
@@ -202,6 +204,53 @@ def cmd_segment(args: argparse.Namespace) -> int:
                      direction=image.GetDirection() if info.dimension == 3 else None)
         print(f"Wrote {args.overlay}")
     return 0
+
+
+# ------------------------------------------------------------------------------ batch
+def _segment_options(args: argparse.Namespace) -> dict:
+    """Pipeline options of the command line that ``segment_image`` takes beyond the batch's own
+    (e.g. ``pipeline``), passed through unchanged."""
+    import inspect
+
+    from .segmentation import segment_image
+
+    accepted = inspect.signature(segment_image).parameters
+    return {name: getattr(args, name) for name in ("pipeline",)
+            if name in accepted and getattr(args, name, None) is not None}
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import BatchOptions, run_batch
+
+    options = BatchOptions(model=args.model, weights=args.weights, mode=args.mode, preset=args.preset,
+                           window=tuple(args.window) if args.window else None, threads=args.threads,
+                           segment_options=_segment_options(args))
+    show = not args.quiet
+    slices = ProgressBar("  slices", enabled=show and sys.stderr.isatty())
+
+    def on_case(done: int, total: int, row) -> None:
+        slices.start, slices.last_decile = time.perf_counter(), -1
+        if show:
+            what = row.error if row.status == "failed" else f"{row.seconds} s"
+            filled = int(20 * done / total)
+            print(f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{total} cases: {row.output} {row.status} ({what})",
+                  file=sys.stderr, flush=True)
+
+    report = run_batch(args.manifest, args.output, options, workers=args.workers, scheduler=args.scheduler,
+                       force=args.force, on_plan=lambda plan: print(f"Batch: {plan}", file=sys.stderr),
+                       on_case=on_case, slice_progress=slices)
+    for note in report.notes:
+        print(f"note: {note}")
+    counted = ", ".join(f"{report.count(s)} {s}" for s in ("done", "skipped", "failed", "not run") if report.count(s))
+    rate = report.count("done") / (report.seconds / 60) if report.seconds > 0 else 0.0
+    print(f"{len(report.rows)} case(s): {counted} in {report.seconds:.1f} s ({rate:.2f} cases/min done); "
+          f"summary: {report.summary_path}")
+    for row in report.rows:
+        if row.status == "failed":
+            print(f"  failed: {row.output}: {row.error}")
+    if report.interrupted:
+        print("litemedsam: stopped by Ctrl-C; re-run the same command to continue", file=sys.stderr)
+    return report.exit_status
 
 
 # ------------------------------------------------------------------------------ evaluate
@@ -435,6 +484,27 @@ def build_parser() -> argparse.ArgumentParser:
     model_options(seg)
     pipeline_option(seg)
     seg.set_defaults(func=cmd_segment)
+
+    batch = add_command(
+        "batch", help="segment a cohort listed in a CSV manifest; resumable",
+        description="Segment every image of MANIFEST (CSV: image, and per row one of box, box_mm, roi; "
+                    "optional name, preset, model; rows of one image are one case) into "
+                    "OUTDIR/<image stem>.seg.nrrd, with OUTDIR/summary.csv. A re-run skips cases whose "
+                    "output exists and whose inputs and options are unchanged. Exit status 1 when a case failed.")
+    batch.add_argument("manifest", help="CSV file: image, and one of box, box_mm, roi per row")
+    batch.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the outputs and summary.csv")
+    batch.add_argument("--preset", default="auto", choices=PRESETS, help="for rows without a preset; " + PRESET_HELP)
+    batch.add_argument("--window", nargs=2, type=float, metavar=("WIDTH", "LEVEL"), help="custom CT window")
+    batch.add_argument("--force", action="store_true", help="redo every case, replacing its output")
+    where = batch.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1,
+                       help="processes on this machine, each loading the model once")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on this Dask distributed scheduler (e.g. tcp://host:8786); paths must be "
+                            "the same on its workers")
+    pipeline_option(batch)
+    model_options(batch)
+    batch.set_defaults(func=cmd_batch)
 
     ev = add_command("evaluate", help="DSC and NSD of a prediction against a ground truth",
                      description="DSC and NSD of each prediction segment against its ground-truth label: "

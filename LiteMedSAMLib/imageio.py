@@ -15,7 +15,11 @@ them; physical space is LPS (mm).
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import shutil
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +38,7 @@ __all__ = [
     "check_image",
     "list_dicom_series",
     "read_image",
+    "remove_stale_temporaries",
     "write_segmentation",
 ]
 
@@ -44,6 +49,8 @@ DEFAULT_COLORS = SEGMENT_COLORS
 
 _LABELMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 _SEGMENTATION_SUFFIX = ".seg.nrrd"
+# Outputs are first written into a folder "<prefix><pid>-<random>" beside the output, then renamed.
+TEMPORARY_PREFIX = ".litemedsam-tmp-"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,10 +397,7 @@ def _write_labelmap(path: Path, masks: list[np.ndarray], reference: sitk.Image) 
         coverage += mask
     image = sitk.GetImageFromArray(labels)
     image.CopyInformation(reference)
-    try:
-        sitk.WriteImage(image, str(path), useCompression=True)
-    except RuntimeError as error:
-        raise LiteMedSAMError(f"Could not write {path}: {_itk_reason(error)}") from None
+    sitk.WriteImage(image, str(path), useCompression=True)
     overlapping = int((coverage > 1).sum())
     if overlapping:
         return (
@@ -414,7 +418,10 @@ def write_segmentation(path: str | Path, masks: Sequence[np.ndarray], reference:
             (id ``Segment_<n>``, the given name and colour); overlapping masks are kept, in
             extra layers of a 4D NRRD (``kinds: list domain domain domain``) as Slicer stores
             them. ``*.nii.gz``, ``*.nii``, ``*.nrrd``, ``*.mha``, ``*.mhd``: a labelmap with
-            value ``i + 1`` for mask ``i``. Parent folders are created.
+            value ``i + 1`` for mask ``i``. Parent folders are created. The file is written
+            under a temporary name in the same folder and then renamed, so that a crash or a
+            full disk never leaves a partial file at ``path`` (an existing file there stays
+            as it was until the rename).
         masks: one bool or 0/1 integer array per segment, each with the reference's array
             shape (``[z, y, x]``, or ``[y, x]`` for a 2D reference).
         reference: the image the masks belong to; its origin, spacing and direction are
@@ -428,7 +435,7 @@ def write_segmentation(path: str | Path, masks: Sequence[np.ndarray], reference:
 
     Raises:
         LiteMedSAMError: unknown output suffix, masks of the wrong shape or type, bad names
-            or colours, or a write failure.
+            or colours, or a write failure (no space left on the device is said plainly).
     """
     path = Path(path)
     kind = _output_kind(path)
@@ -440,13 +447,62 @@ def write_segmentation(path: str | Path, masks: Sequence[np.ndarray], reference:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise LiteMedSAMError(f"Cannot create the folder for {path}: {error}") from None
-    if kind == "segmentation":
+    # Written into a temporary folder beside ``path``, then renamed into place (companion
+    # files first, as .mhd's .raw/.zraw; the named file last): never a partial file at ``path``.
+    temporary = path.parent / f"{TEMPORARY_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        temporary.mkdir()
+        written = temporary / path.name
+        if kind == "segmentation":
+            _write_seg_nrrd(written, masks, reference, names, colors)
+            warning = None
+        else:
+            warning = _write_labelmap(written, masks, reference)
+        for companion in temporary.iterdir():
+            if companion != written:
+                os.replace(companion, path.parent / companion.name)
+        os.replace(written, path)
+    except (OSError, RuntimeError, LiteMedSAMError) as error:
+        raise LiteMedSAMError(_write_failure(path, error)) from None
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return warning
+
+
+def _write_failure(path: Path, error: Exception) -> str:
+    """The message for a failed write: say plainly when the disk is full."""
+    text = str(error)
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text:
+        return (f"Could not write {path}: no space left on the device (or quota exceeded); nothing "
+                "was written there. Free some space or write to another folder.")
+    if isinstance(error, RuntimeError):
+        text = _itk_reason(error)
+    return f"Could not write {path}: {text}; nothing was written there."
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary folders that :func:`write_segmentation` left in ``folder`` when its
+    process was killed mid-write (their process id is no longer running); returns them."""
+    removed = []
+    for candidate in Path(folder).glob(f"{TEMPORARY_PREFIX}*"):
         try:
-            _write_seg_nrrd(path, masks, reference, names, colors)
-        except OSError as error:
-            raise LiteMedSAMError(f"Could not write {path}: {error}") from None
-        return None
-    return _write_labelmap(path, masks, reference)
+            pid = int(candidate.name[len(TEMPORARY_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _process_alive(pid):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or cannot tell: keep its file
+    return True
 
 
 def read_segments(path: str | Path):

@@ -14,7 +14,8 @@ from .errors import LiteMedSAMError
 def segment_image(image, boxes, *, model_name: str | None = None, weights: str | None = None,
                   preset: str = "auto", window: tuple[float, float] | None = None,
                   slice_index: int | None = None, progress=None, should_cancel=None,
-                  mode: str | None = None, threads: int | None = None, points=(), pipeline=None):
+                  mode: str | None = None, threads: int | None = None, points=(), pipeline=None,
+                  predictor=None):
     """Segment a SimpleITK image inside each box.
 
     ``boxes`` are :class:`~LiteMedSAMLib.boxes.Box3D` (swept from the middle slice to the box's
@@ -27,6 +28,9 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
     ``"default"``; ``"official"`` gives the official script's masks).
     ``points``: corrections ``(x, y, z, positive)`` in voxel indices (``z`` 0 for a 2D image),
     each applied, in order, to the one box that contains it (see :mod:`~LiteMedSAMLib.refinement`).
+    ``predictor``: a predictor to reuse (from :func:`~LiteMedSAMLib.backends.make_predictor`,
+    for the caller's model and mode; ``model_name``, ``weights``, ``mode`` and ``threads`` are
+    then not used), so that a batch loads and converts the model once for many images.
     """
     import SimpleITK as sitk
 
@@ -38,7 +42,8 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
 
     info = check_image(image)
     array = sitk.GetArrayFromImage(image)
-    predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
+    if predictor is None:
+        predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
     predictor.set_volume(array, preset=preset, window=window)
     boxes = check_boxes(boxes, predictor.shape)
     if slice_index is not None:

@@ -4,7 +4,10 @@ The image encoder (TinyViT, ~75 GFLOP per slice) is converted from our PyTorch m
 ``openvino.convert_model`` and saved as OpenVINO IR in the cache folder (see
 :func:`cache_dir`), under a name that holds the weights' SHA-256, the OpenVINO version and
 :data:`BACKEND_VERSION`; a later construction with the same weights loads the IR instead of
-converting again. Precisions:
+converting again. Each cache entry carries a checksum and is written under temporary
+names, then renamed, under a lock (see :func:`cached_model`): a truncated or corrupt entry is
+rebuilt, two processes converting at once both succeed, a read-only folder means no caching.
+Precisions:
 
 - ``"f32"``: float32 throughout (``INFERENCE_PRECISION_HINT=f32``); embeddings agree with
   eager PyTorch to ~1e-5, masks are identical (the exact mode).
@@ -12,8 +15,7 @@ converting again. Precisions:
 
 The decoder (prompt encoder + mask decoder for one box prompt) is converted the same way and
 always runs in f32, and so is a second decoder for a box with points and a mask prompt (the
-corrections of interactive refinement), and the trained click decoder of a model that has one
-(:class:`OpenVINOClickDecoder`); other prompt combinations go to the eager model.
+corrections of interactive refinement); other prompt combinations go to the eager model.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 _announced = False  # whether this process has said that it converts (once, not per part)
-BACKEND_VERSION = "1"  # bump when the conversion changes, so that cached IR is rebuilt
+BACKEND_VERSION = "2"  # bump when the conversion or the cache layout changes, so that cached IR is rebuilt
 CACHE_ENV = "LITEMEDSAM_CACHE_DIR"
 PRECISIONS = ("f32", "bf16")
 
@@ -120,8 +122,41 @@ def supports_prompt_decoder(model: nn.Module) -> bool:
     return not getattr(model, "box_points", 0) and not getattr(model.image_encoder, "skip_channels", None)
 
 
+def _convert(model: nn.Module, part: str):
+    """Convert ``part`` (``encoder``, ``decoder``, ``prompt-decoder``) of ``model`` to an
+    in-memory OpenVINO model (the ~25 s step the cache saves)."""
+    import openvino as ov
+
+    global _announced
+    if not _announced:  # one line for the pause a first run makes, at the CLI's default verbosity
+        log.info("converting the model for this CPU with OpenVINO, once: about 25 s "
+                 "(later runs load it from the cache)")
+        _announced = True
+    with torch.no_grad(), warnings.catch_warnings():
+        # tracing warns about every shape-dependent Python branch; they are expected and the
+        # converted model is checked against the eager one by the tests
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        if part == "encoder":
+            return ov.convert_model(model.image_encoder.eval(),
+                                    example_input=torch.zeros(1, 3, model.image_size, model.image_size))
+        if part in ("prompt-decoder", "click-decoder"):
+            size, image = model.image_size // 4, model.image_size
+            example = (torch.zeros(1, 256, size, size), torch.tensor([[[10.0, 10.0, 100.0, 100.0]]]),
+                       torch.tensor([[[50.0, 50.0], [60.0, 70.0]]]), torch.tensor([[1, 0]], dtype=torch.int32),
+                       torch.zeros(1, 1, image, image), torch.tensor(1.0))
+            return ov.convert_model(
+                _PromptDecoder(model).eval(), example_input=example,
+                input=[([1, 256, size, size], ov.Type.f32), ([1, 1, 4], ov.Type.f32), ([1, -1, 2], ov.Type.f32),
+                       ([1, -1], ov.Type.i32), ([1, 1, image, image], ov.Type.f32), ([], ov.Type.f32)])
+        size = model.image_size // 4
+        return ov.convert_model(_BoxDecoder(model).eval(),
+                                example_input=(torch.zeros(1, 256, size, size),
+                                               torch.tensor([[[10.0, 10.0, 100.0, 100.0]]])))
+
+
 def _converted(model: nn.Module, part: str, folder: Path | None):
-    """Load the cached IR of ``part`` (``encoder``/``decoder``) or convert and save it.
+    """Load the cached IR of ``part`` (``encoder``/``decoder``/``prompt-decoder``) or convert
+    and save it (see :func:`cached_model`).
 
     Returns ``(ov_model, path, converted)``; ``converted`` is True when this call paid the
     conversion.
@@ -132,45 +167,126 @@ def _converted(model: nn.Module, part: str, folder: Path | None):
     name = getattr(getattr(model, "spec", None), "name", "model")
     tag = f"{name}-{weights_digest(model)[:16]}-ov{ov.__version__.split('-')[0]}-b{BACKEND_VERSION}"
     path = folder / f"{tag}-{part}.xml"  # one float32 IR; the precision is a run-time hint
-    if path.is_file() and path.with_suffix(".bin").is_file():
+    ov_model, converted = cached_model(path, lambda: _convert(model, part), what=f"the {part}")
+    return ov_model, path, converted
+
+
+# ------------------------------------------------------------------------------ the cache files
+# An entry is ``NAME.xml`` + ``NAME.bin`` + ``NAME.sha256`` (the digest of both, written last:
+# an entry without a matching digest is not trusted). Files are written under temporary names
+# and renamed, and one lock file per entry serialises conversions, so that a crash, a full disk
+# or two processes converting at once never leave a half-written entry that is then used.
+
+
+def _entry_digest(xml: Path) -> str:
+    digest = hashlib.sha256()
+    for part in (xml, xml.with_suffix(".bin")):
+        with open(part, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_entry(xml: Path):
+    """The cached OpenVINO model at ``xml``, or ``None`` when absent; a corrupt or truncated
+    entry is logged and ``None`` (then it is rebuilt)."""
+    check = xml.with_suffix(".sha256")
+    if not (xml.is_file() and xml.with_suffix(".bin").is_file()):
+        return None
+    try:
+        expected = check.read_text().strip() if check.is_file() else None
+        if expected != _entry_digest(xml):
+            raise ValueError("its checksum does not match" if expected else "it has no checksum file")
+        return _core().read_model(str(xml))
+    except Exception as exc:  # truncated, edited, foreign or unreadable: convert again
+        log.warning("cached model %s is corrupt or incomplete (%s); rebuilding it", xml, exc)
+        return None
+
+
+def _write_entry(xml: Path, ov_model) -> None:
+    """Save ``ov_model`` as the entry ``xml`` (temporary names, then renames; digest last)."""
+    import openvino as ov
+
+    tmp = xml.with_name(f"{xml.stem}.tmp{os.getpid()}.xml")
+    try:
+        ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
+        digest = _entry_digest(tmp)
+        tmp_check = tmp.with_suffix(".sha256")
+        tmp_check.write_text(digest + "\n")
+        xml.with_suffix(".sha256").unlink(missing_ok=True)  # the entry is invalid while it changes
+        tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
+        tmp.replace(xml)
+        tmp_check.replace(xml.with_suffix(".sha256"))
+    finally:
+        for leftover in (tmp, tmp.with_suffix(".bin"), tmp.with_suffix(".sha256")):
+            leftover.unlink(missing_ok=True)
+
+
+class _EntryLock:
+    """An exclusive lock on ``NAME.lock`` beside a cache entry (``fcntl.flock`` on POSIX,
+    ``msvcrt.locking`` on Windows), released when the process ends, even by a crash."""
+
+    def __init__(self, xml: Path) -> None:
+        self.path = xml.with_suffix(".lock")
+        self.file = None
+
+    def __enter__(self) -> "_EntryLock":
+        self.file = open(self.path, "a+b")
         try:
-            return _core().read_model(str(path)), path, False
-        except Exception as exc:  # a truncated or foreign file: convert again
-            log.warning("cached model %s is unreadable (%s); converting again", path, exc)
-    global _announced
-    if not _announced:  # one line for the pause a first run makes, at the CLI's default verbosity
-        log.info("converting the model for this CPU with OpenVINO, once: about 25 s "
-                 "(later runs load it from %s)", folder)
-        _announced = True
-    start = time.perf_counter()
-    with torch.no_grad(), warnings.catch_warnings():
-        # tracing warns about every shape-dependent Python branch; they are expected and the
-        # converted model is checked against the eager one by the tests
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        if part == "encoder":
-            ov_model = ov.convert_model(model.image_encoder.eval(),
-                                        example_input=torch.zeros(1, 3, model.image_size, model.image_size))
-        elif part in ("prompt-decoder", "click-decoder"):
-            size, image = model.image_size // 4, model.image_size
-            example = (torch.zeros(1, 256, size, size), torch.tensor([[[10.0, 10.0, 100.0, 100.0]]]),
-                       torch.tensor([[[50.0, 50.0], [60.0, 70.0]]]), torch.tensor([[1, 0]], dtype=torch.int32),
-                       torch.zeros(1, 1, image, image), torch.tensor(1.0))
-            ov_model = ov.convert_model(
-                _PromptDecoder(model).eval(), example_input=example,
-                input=[([1, 256, size, size], ov.Type.f32), ([1, 1, 4], ov.Type.f32), ([1, -1, 2], ov.Type.f32),
-                       ([1, -1], ov.Type.i32), ([1, 1, image, image], ov.Type.f32), ([], ov.Type.f32)])
-        else:
-            size = model.image_size // 4
-            ov_model = ov.convert_model(_BoxDecoder(model).eval(),
-                                        example_input=(torch.zeros(1, 256, size, size),
-                                                       torch.tensor([[[10.0, 10.0, 100.0, 100.0]]])))
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.xml")
-    ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
-    tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
-    tmp.replace(path)
-    log.debug("converted the %s to OpenVINO in %.1f s: %s", part, time.perf_counter() - start, path)
-    return ov_model, path, True
+            import fcntl
+
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX)
+        except ImportError:  # Windows
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(self.file.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # LK_LOCK gives up after 10 s; keep waiting for the converter
+                    continue
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()  # closing releases the lock
+
+
+def cached_model(xml: Path, convert, what: str = "the model"):
+    """The OpenVINO model cached at ``xml``, or ``convert()`` saved there.
+
+    Returns ``(ov_model, converted)``. A corrupt or truncated entry is rebuilt (with a log
+    line); when another process is converting the same entry, this one waits for it and
+    loads its result; when the folder cannot be written (read-only, full), the model is
+    converted and used without caching, with a warning.
+    """
+    xml = Path(xml)
+    ov_model = _read_entry(xml)
+    if ov_model is not None:
+        return ov_model, False
+    try:
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        lock = _EntryLock(xml)
+        lock.__enter__()
+    except OSError as exc:
+        log.warning("the model cache folder %s is not writable (%s); converting %s without caching "
+                    "(every run converts again; set %s to a writable folder)", xml.parent, exc, what, CACHE_ENV)
+        return convert(), True
+    try:
+        ov_model = _read_entry(xml)  # converted by another process while this one waited
+        if ov_model is not None:
+            return ov_model, False
+        start = time.perf_counter()
+        ov_model = convert()
+        try:
+            _write_entry(xml, ov_model)
+        except OSError as exc:
+            log.warning("could not save %s to the model cache %s (%s); using it without caching",
+                        what, xml.parent, exc)
+            return ov_model, True
+        log.info("converted %s to OpenVINO in %.1f s: %s", what, time.perf_counter() - start, xml)
+        return ov_model, True
+    finally:
+        lock.__exit__()
 
 
 class OpenVINOEncoder:

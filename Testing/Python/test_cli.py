@@ -212,6 +212,10 @@ def test_models_lists_the_installed_default(capsys):
     (lambda p, t: ["segment", str(p), "--box", "5", "5", "60", "50", "50", "70", "-o", str(t / "o.nii.gz")], "outside"),
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "--slice", "40", "-o", str(t / "o.nii.gz")], "out of range"),
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "-o", str(t / "o.txt")], "suffix|extension|\\.txt"),
+    (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "--window", "0", "40", "-o", str(t / "o.nii.gz")],
+     "window width must be positive, got 0"),
+    (lambda p, t: ["batch", str(t / "none.csv"), "-o", str(t / "out")], "manifest not found"),
+    (lambda p, t: ["batch", str(p), "-o", str(t / "out")], "not a readable CSV manifest"),  # an image as manifest
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "--point", "30", "100", "-o", str(t / "o.nii.gz")],
      "a point is X Y Z"),
     (lambda p, t: ["segment", str(p), "--box", *LOBE_BOX, "--point", "100", "100", "11", "-o", str(t / "o.nii.gz")],
@@ -353,3 +357,96 @@ def test_a_closed_pipe_ends_quietly(argv):
                           stderr=subprocess.PIPE, text=True, timeout=300)
     os.close(write_end)
     assert proc.stderr == "" and proc.returncode in (0, 141)  # argparse itself ignores a closed pipe
+
+
+# ------------------------------------------------------------------------------ edge-case volumes and boxes
+def _crop(tmp_path, name, z0, nz, spacing=None, direction=None):
+    image = sitk.ReadImage(str(EXAMPLE_IMAGE))[:, :, z0:z0 + nz]
+    if spacing is not None:
+        image.SetSpacing(spacing)
+    if direction is not None:
+        image.SetDirection(direction)
+    path = tmp_path / name
+    sitk.WriteImage(image, str(path))
+    return path, image
+
+
+def test_one_slice_volume(tmp_path):
+    path, _ = _crop(tmp_path, "one.nrrd", 11, 1)
+    out = tmp_path / "one.nii.gz"
+    assert main(["segment", str(path), "--box", "14", "79", "0", "62", "130", "0", "--preset", "mr",
+                 "-o", str(out), "-q"]) == 0
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert mask.shape == (1, 170, 158) and mask.sum() > 300
+    assert main(["segment", str(path), "--box", *LOBE_BOX, "-o", str(tmp_path / "x.nii.gz")]) == 2  # z 10..12
+
+
+def test_5mm_anisotropic_slices_box_mm_selects_the_right_slices(tmp_path):
+    path, image = _crop(tmp_path, "aniso.nrrd", 10, 3, spacing=(0.9, 0.9, 5.0))
+    lo = image.TransformContinuousIndexToPhysicalPoint((14.0, 79.0, 0.6))  # 3 mm above slice 0's centre
+    hi = image.TransformContinuousIndexToPhysicalPoint((62.0, 130.0, 1.2))
+    corners = np.array([lo, hi])
+    out = tmp_path / "aniso.nii.gz"
+    assert main(["segment", str(path), "--box-mm", *map(str, corners.min(0)), *map(str, corners.max(0)),
+                 "--preset", "mr", "-o", str(out), "-q"]) == 0
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert mask[1].sum() > 300 and not mask[[0, 2]].any()  # only slice 1's centre lies in the box
+    np.testing.assert_allclose(sitk.ReadImage(str(out)).GetSpacing(), (0.9, 0.9, 5.0), rtol=1e-6)
+
+
+def test_oblique_direction_box_mm_covers_the_rotated_corners(tmp_path):
+    angle = np.deg2rad(30)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    path, image = _crop(tmp_path, "oblique.nrrd", 10, 3, direction=tuple(rot.ravel()))
+    corners = np.array([image.TransformIndexToPhysicalPoint(c) for c in ((14, 79, 1), (62, 130, 1))])
+    out = tmp_path / "oblique.nii.gz"
+    assert main(["segment", str(path), "--box-mm", *map(str, corners.min(0)), *map(str, corners.max(0)),
+                 "--preset", "mr", "-o", str(out), "-q"]) == 0
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert mask[1].sum() > 300 and not mask[[0, 2]].any()
+    ys, xs = np.nonzero(mask[1])  # an axis-aligned LPS box on a rotated grid: inside its voxel bounding box
+    assert 14 <= xs.min() and xs.max() <= 62 + 60 and ys.min() >= 0
+
+
+def test_a_box_covering_the_whole_volume_segments_the_head(tmp_path):
+    path, image = _crop(tmp_path, "three.nrrd", 10, 3)
+    out = tmp_path / "whole.nii.gz"
+    assert main(["segment", str(path), "--box", "0", "0", "0", "157", "169", "2", "--preset", "mr",
+                 "-o", str(out), "-q"]) == 0
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out))) > 0
+    head = sitk.GetArrayFromImage(image) > 0
+    assert all(mask[z].sum() > 1000 for z in range(3))
+    assert (mask & head).sum() / mask.sum() > 0.85  # the object, not the background
+
+
+def test_a_one_pixel_box_warns_that_the_result_is_empty(oblique_image, tmp_path, caplog):
+    out = tmp_path / "pixel.nii.gz"
+    with caplog.at_level("WARNING"):
+        assert main(["segment", str(oblique_image), "--box", "40", "100", "11", "40", "100", "11", "--name", "dot",
+                     "--preset", "mr", "-o", str(out), "-q"]) == 0
+    assert not sitk.GetArrayFromImage(sitk.ReadImage(str(out))).any()
+    assert any("dot: the result is empty" in r.message for r in caplog.records)
+
+
+def test_an_roi_file_with_several_rois_gives_one_segment_each(tmp_path):
+    path, image = _crop(tmp_path, "three.nrrd", 10, 3)
+    ras = np.diag([-1, -1, 1])
+
+    def roi(name, x0, x1):
+        lo = np.array(image.TransformIndexToPhysicalPoint((x0, 79, 1)))
+        hi = np.array(image.TransformIndexToPhysicalPoint((x1, 130, 1)))
+        size = list(np.abs(hi - lo) + [0.5, 0.5, 0.5])
+        return {"type": "ROI", "coordinateSystem": "RAS", "name": name, "center": list(ras @ ((lo + hi) / 2)),
+                "size": size, "orientation": list(np.eye(3).ravel()), "controlPoints": []}
+
+    roi_path = tmp_path / "two.mrk.json"
+    roi_path.write_text(json.dumps({"markups": [roi("left lobe", 14, 62), roi("right lobe", 96, 144)]}))
+    out = tmp_path / "two.seg.nrrd"
+    assert main(["segment", str(path), "--roi", str(roi_path), "--preset", "mr", "-o", str(out), "-q"]) == 0
+    seg = slicerio.read_segmentation(str(out))
+    assert [s["name"] for s in seg["segments"]] == ["left lobe", "right lobe"]
+    labels, _ = read_label_volume(out)
+    for label, (x0, x1) in ((1, (14, 62)), (2, (96, 144))):
+        zs, ys, xs = np.nonzero(labels == label)
+        # each ROI spans one slice: a 2D start there, swept while the lobe goes on
+        assert len(zs) > 300 and 1 in set(zs) and x0 <= xs.min() and xs.max() <= x1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,11 @@ import SimpleITK as sitk
 from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.imageio import (
     DEFAULT_COLORS,
+    TEMPORARY_PREFIX,
     check_image,
     list_dicom_series,
     read_image,
+    remove_stale_temporaries,
     write_segmentation,
 )
 
@@ -230,7 +233,7 @@ def test_write_labelmap_with_overlap_warning(tmp_path):
     np.testing.assert_array_equal(labels, expected)
 
 
-@pytest.mark.parametrize("suffix", [".nrrd", ".mha", ".nii"])
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha", ".nii", ".mhd"])
 def test_write_labelmap_without_overlap_returns_none(tmp_path, suffix):
     reference = _phantom()
     first, second = _two_overlapping_masks()
@@ -240,6 +243,49 @@ def test_write_labelmap_without_overlap_returns_none(tmp_path, suffix):
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"l{suffix}")))
     assert set(np.unique(labels)) == {0, 1, 2}
     assert (labels == 2).sum() == second.sum()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+
+
+@pytest.mark.parametrize("suffix", [".seg.nrrd", ".nii.gz"])
+def test_a_full_disk_leaves_no_partial_file_and_keeps_the_old_one(tmp_path, monkeypatch, suffix):
+    """The writer's temporary file fills up (half written, then ENOSPC): a clear error, the
+    file already at the output path is untouched, no temporary file is left."""
+    import errno
+
+    import slicerio
+
+    def full_disk(path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"NRRD0004\n" + b"\0" * 4096)  # a partial file, as a full disk leaves it
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    def full_disk_itk(image, path, *args, **kwargs):
+        full_disk(path)
+
+    monkeypatch.setattr(slicerio, "write_segmentation", full_disk)
+    monkeypatch.setattr(sitk, "WriteImage", full_disk_itk)
+    out = tmp_path / f"case{suffix}"
+    out.write_bytes(b"the previous result")
+    first, second = _two_overlapping_masks()
+    with pytest.raises(LiteMedSAMError, match="no space left on the device.*nothing was written"):
+        write_segmentation(out, [first], _phantom(), ["a"])
+    assert out.read_bytes() == b"the previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = tmp_path / f"{TEMPORARY_PREFIX}{dead}-0badc0de"
+    stale.mkdir()
+    (stale / "case.seg.nrrd").write_bytes(b"half")
+    mine = tmp_path / f"{TEMPORARY_PREFIX}{os.getpid()}-00000000"  # a live process's: kept
+    mine.mkdir()
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [mine.name]
 
 
 def test_write_labelmap_for_2d_rgb_reference(tmp_path):
