@@ -283,7 +283,7 @@ def cached_model(xml: Path, convert, what: str = "the model"):
             log.warning("could not save %s to the model cache %s (%s); using it without caching",
                         what, xml.parent, exc)
             return ov_model, True
-        log.info("converted %s to OpenVINO in %.1f s: %s", what, time.perf_counter() - start, xml)
+        log.debug("converted %s to OpenVINO in %.1f s: %s", what, time.perf_counter() - start, xml)
         return ov_model, True
     finally:
         lock.__exit__()

@@ -69,7 +69,7 @@ def _release(key: tuple, predictor) -> None:
 def _boxes(case: Case, image, is_2d: bool):
     """``(names, boxes)`` of the case's rows in order, each box checked against the image with
     an error naming its row."""
-    from ..boxes import Box3D, box_from_physical_corners, box_from_physical_extent, read_roi_file, validate_box
+    from ..boxes import Box3D, box_from_physical_corners, box_from_physical_extent, check_box, read_roi_file
 
     shape = tuple(reversed(image.GetSize()))
     shape = (1, *shape) if is_2d else shape
@@ -91,7 +91,7 @@ def _boxes(case: Case, image, is_2d: bool):
             for name, box in found:
                 if is_2d and (box.z0 != 0 or box.z1 != 0):
                     raise LiteMedSAMError(f"the image is 2D: its box needs z0 = z1 = 0, got {box.z0}..{box.z1}")
-                checked, notes = validate_box(box, shape, name=where)
+                checked, notes = check_box(box, shape, name=where)
                 for note in notes:
                     log.warning("%s: %s", case.image.name, note)
                 names.append(name or f"box {len(names) + 1}")
