@@ -388,7 +388,7 @@ class LiteMedSAMLogic(_LogicBase):
             # Corrections need their volume's embeddings: segments of a dropped volume are no
             # longer correctable (segmenting them again makes them so), and memory is freed.
             self._refinements = {key: r for key, r in self._refinements.items()
-                                 if r.session.predictor is not dropped}
+                                 if r.session.predictor.base is not dropped}
         return predictor
 
     def forgetScene(self) -> None:

@@ -47,7 +47,7 @@ def oblique(mniT1, tmp_path_factory, request):
     mtimeBefore = volume.GetImageData().GetMTime()
     logic = LiteMedSAMLogic()
     progress = []
-    segmentation = logic.process(volume, list(rois.values()), preset="mr",
+    segmentation = logic.process(volume, list(rois.values()), preset="mr", pipeline="official", sliceExtent="roi",
                                  progressCallback=lambda done, total: progress.append((done, total)))
     predictor = logic._predictors[next(reversed(logic._predictors))]
     yield dict(scene=scene, image=image, path=path, volume=volume, rois=rois, logic=logic,
