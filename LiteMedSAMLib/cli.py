@@ -131,15 +131,6 @@ def _points_from_args(args: argparse.Namespace, is_2d: bool) -> list[tuple[float
     return points
 
 
-def _unique(names: Sequence[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
-    return out
-
-
 def _preset_text(requested: str, used: str) -> str:
     """``"preset mr"``, or what ``auto`` chose: ``"preset none (auto)"``."""
     if used == "window":
@@ -157,7 +148,7 @@ def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .imageio import DEFAULT_COLORS, check_image, read_image, write_segmentation
+    from .imageio import DEFAULT_COLORS, check_image, read_image, unique_names, write_segmentation
     from .segmentation import segment_image
 
     output = Path(args.output)
@@ -165,7 +156,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     info = check_image(image)
     named = _boxes_from_args(args, image, info.dimension == 2)
-    names = _unique([n for n, _ in named])
+    names = unique_names([n for n, _ in named])
     window = tuple(args.window) if args.window else None
     points = _points_from_args(args, info.dimension == 2)
     start = time.perf_counter()

@@ -557,3 +557,13 @@ def read_label_volume(path: str | Path):
         return np.transpose(labels, (2, 1, 0)), tuple(spacing_ijk[::-1])
     image = read_image(path)
     return sitk.GetArrayFromImage(image).astype(np.int32), tuple(image.GetSpacing()[::-1])
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Segment names made unique in order: a repeated name gets " (2)", " (3)", ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out

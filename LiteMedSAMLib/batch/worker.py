@@ -70,6 +70,7 @@ def _boxes(case: Case, image, is_2d: bool):
     """``(names, boxes)`` of the case's rows in order, each box checked against the image with
     an error naming its row."""
     from ..boxes import Box3D, box_from_physical_corners, box_from_physical_extent, check_box, read_roi_file
+    from ..imageio import unique_names
 
     shape = tuple(reversed(image.GetSize()))
     shape = (1, *shape) if is_2d else shape
@@ -99,16 +100,7 @@ def _boxes(case: Case, image, is_2d: bool):
         except LiteMedSAMError as exc:
             message = str(exc)
             raise LiteMedSAMError(message if message.startswith(where) else f"{where}: {message}") from None
-    return _unique(names), boxes
-
-
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
-    return out
+    return unique_names(names), boxes
 
 
 def run_case(case: Case, options, progress=None, should_cancel=None) -> CaseResult:
