@@ -505,6 +505,24 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _read_seg_nrrd(path: Path):
+    """A Slicer ``.seg.nrrd``: its ``[z, y, x]`` grid shape, ``(label, name, mask)`` per segment
+    (label ``i + 1`` for the ``i``-th segment in file order) and the spacing ``(z, y, x)``."""
+    import slicerio
+
+    seg = slicerio.read_segmentation(str(path))
+    voxels = np.asarray(seg["voxels"])
+    layered = voxels.ndim == 4
+    shape_ijk = voxels.shape[:3] if layered else voxels.shape[-3:]
+    segments = []
+    for index, segment in enumerate(seg["segments"], start=1):
+        layer = voxels[..., segment.get("layer", 0)] if layered else voxels
+        mask = np.transpose(layer == segment["labelValue"], (2, 1, 0))
+        segments.append((index, segment.get("name") or None, mask))
+    spacing_ijk = np.linalg.norm(np.asarray(seg["ijkToLPS"])[:3, :3], axis=0)
+    return tuple(shape_ijk[::-1]), segments, tuple(spacing_ijk[::-1])
+
+
 def read_segments(path: str | Path):
     """Each labelled structure of a labelmap or a Slicer ``.seg.nrrd``, for scoring.
 
@@ -518,18 +536,8 @@ def read_segments(path: str | Path):
     if not path.exists():
         raise LiteMedSAMError(f"file not found: {path}")
     if path.name.lower().endswith(".seg.nrrd"):
-        import slicerio
-
-        seg = slicerio.read_segmentation(str(path))
-        voxels = np.asarray(seg["voxels"])
-        layered = voxels.ndim == 4
-        segments = []
-        for index, segment in enumerate(seg["segments"], start=1):
-            layer = voxels[..., segment.get("layer", 0)] if layered else voxels
-            mask = np.transpose(layer == segment["labelValue"], (2, 1, 0))
-            segments.append((index, segment.get("name") or None, mask))
-        spacing_ijk = np.linalg.norm(np.asarray(seg["ijkToLPS"])[:3, :3], axis=0)
-        return segments, tuple(spacing_ijk[::-1])
+        _, segments, spacing = _read_seg_nrrd(path)
+        return segments, spacing
     labels, spacing = read_label_volume(path)
     return [(int(v), None, labels == v) for v in np.unique(labels) if v != 0], spacing
 
@@ -543,18 +551,11 @@ def read_label_volume(path: str | Path):
     if not path.exists():
         raise LiteMedSAMError(f"file not found: {path}")
     if path.name.lower().endswith(".seg.nrrd"):
-        import slicerio
-
-        seg = slicerio.read_segmentation(str(path))
-        voxels = np.asarray(seg["voxels"])
-        layered = voxels.ndim == 4
-        labels = np.zeros(voxels.shape[-3:] if not layered else voxels.shape[:3], np.int32)
-        for index, segment in enumerate(seg["segments"], start=1):
-            layer = voxels[..., segment.get("layer", 0)] if layered else voxels
-            labels[layer == segment["labelValue"]] = index
-        ijk_to_lps = np.asarray(seg["ijkToLPS"])
-        spacing_ijk = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
-        return np.transpose(labels, (2, 1, 0)), tuple(spacing_ijk[::-1])
+        shape, segments, spacing = _read_seg_nrrd(path)
+        labels = np.zeros(shape, np.int32)
+        for label, _, mask in segments:  # later segments win where they overlap
+            labels[mask] = label
+        return labels, spacing
     image = read_image(path)
     return sitk.GetArrayFromImage(image).astype(np.int32), tuple(image.GetSpacing()[::-1])
 
