@@ -318,6 +318,7 @@ def run_suite(data_dir: str | Path | None = None, *, pipelines: Sequence[str] = 
               mode: str | None = None, threads: int | None = None,
               max_structures: int | None = DEFAULT_MAX_STRUCTURES, only: Sequence[str] | None = None,
               max_slices: int | None = None, tolerance_mm: float = 2.0,
+              compare_models: Sequence[str] = (),
               log: Callable[[str], None] | None = None) -> dict:
     """Run the pipelines over the suite and return the report (see :func:`format_report`).
 
@@ -325,18 +326,27 @@ def run_suite(data_dir: str | Path | None = None, *, pipelines: Sequence[str] = 
     it on the same structures in the same run. Each case is read once and kept in memory for
     all pipelines. ``max_slices`` crops each 3-D case to that many slices around its labels
     (structures are then boxed on the crop, and the crop is recorded in the report).
+
+    ``compare_models`` (registry names, e.g. a student) run every pipeline too, as columns
+    ``<model>@<pipeline>``; each of their structures also gets ``dsc_vs_model``, its mask's
+    DSC against the main model's mask in the same pipeline (agreement with the teacher).
     """
     from ..backends import DEFAULT_MODE
     from ..segmentation import segment_image
 
     names = [OFFICIAL] + [p for p in dict.fromkeys(pipelines) if p != OFFICIAL]
+    pipeline_names = list(names)
+    extra = [m for m in dict.fromkeys(compare_models) if m != model_name]
+    runs = [(n, n, model_name, True) for n in pipeline_names]
+    runs += [(f"{m}@{n}", n, m, False) for m in extra for n in pipeline_names]
+    names = [label for label, _, _, _ in runs]
     has_api = _supports_pipelines()
     if not has_api and names != [OFFICIAL]:
         raise LiteMedSAMError(f"Pipelines {', '.join(names[1:])} need the pipeline API "
                               "(segment_image(..., pipeline=...)); only 'official' is available.")
     if has_api:
         from ..pipeline import get_pipeline
-        for name in names:
+        for name in pipeline_names:
             get_pipeline(name)  # fails early, with the pipeline module's message
     if start not in ("box3d", "box2d"):
         raise LiteMedSAMError(f"Unknown start {start!r}: use box3d or box2d.")
@@ -349,7 +359,7 @@ def run_suite(data_dir: str | Path | None = None, *, pipelines: Sequence[str] = 
     say = log or (lambda _msg: None)
     report = {
         "format": 1, "pipelines": names, "start": start, "mode": mode or DEFAULT_MODE,
-        "model": model_name, "weights": weights, "split": split, "tolerance_mm": tolerance_mm,
+        "model": model_name, "compare_models": extra, "weights": weights, "split": split, "tolerance_mm": tolerance_mm,
         "max_structures": max_structures, "max_slices": max_slices,
         "box_rule": {"min_voxels": MIN_VOXELS, "min_pixels_2d": MIN_PIXELS, "min_fill": MIN_FILL,
                      "min_largest_component": MIN_LARGEST},
@@ -381,21 +391,27 @@ def run_suite(data_dir: str | Path | None = None, *, pipelines: Sequence[str] = 
             if start == "box2d":
                 row["box2d"] = [int(v) for v in (prompt.z, prompt.x0, prompt.y0, prompt.x1, prompt.y1)]
         entry["structures"] = rows
-        for name in names:
-            kwargs = {"pipeline": name} if has_api else {}
+        main_masks: dict[str, list] = {}
+        for name, pipeline_name, member, is_main in runs:
+            kwargs = {"pipeline": pipeline_name} if has_api else {}
             t0 = time.perf_counter()
-            masks, predictor = segment_image(loaded.image, prompts, model_name=model_name,
-                                             weights=weights, preset=preset, mode=mode,
-                                             threads=threads, **kwargs)
+            masks, predictor = segment_image(loaded.image, prompts, model_name=member,
+                                             weights=weights if is_main else None,
+                                             preset=preset, mode=mode, threads=threads, **kwargs)
             seconds = time.perf_counter() - t0
             entry["timing"][name] = {"seconds": round(seconds, 3),
                                      "encoded_slices": int(predictor.encoder_runs)}
-            for row, s, mask in zip(rows, eligible, masks):
+            for k, (row, s, mask) in enumerate(zip(rows, eligible, masks)):
                 gt = loaded.label == s.value
                 pred = np.asarray(mask, bool).reshape(gt.shape)
                 row["metrics"][name] = {
                     "dsc": round(dice(pred, gt), 6),
                     "nsd": round(normalized_surface_dice(pred, gt, loaded.spacing_zyx, tolerance_mm), 6)}
+                if not is_main:
+                    ref = np.asarray(main_masks[pipeline_name][k], bool).reshape(gt.shape)
+                    row["metrics"][name]["dsc_vs_model"] = round(dice(pred, ref), 6)
+            if is_main:
+                main_masks[pipeline_name] = masks
             say(f"{case.case_id}: {name}: {len(rows)} structures, {seconds:.1f} s, "
                 f"{predictor.encoder_runs} encoded slices, mean DSC "
                 f"{np.mean([r['metrics'][name]['dsc'] for r in rows]):.4f}")
@@ -457,6 +473,12 @@ def summarize(report: dict) -> dict:
             "structures": len(o["dsc"]), "dsc": _mean(o["dsc"]), "nsd": _mean(o["nsd"]),
             "dataset_mean_dsc": _mean(o["dataset_dsc"]), "dataset_mean_nsd": _mean(o["dataset_nsd"]),
             "seconds": round(o["seconds"], 3), "encoded_slices": o["encoded_slices"]}
+    for n in names:  # compared models: agreement with the main model's masks, same pipeline
+        agreement = [row["metrics"][n]["dsc_vs_model"] for case in report["cases"]
+                     for row in case["structures"] if "dsc_vs_model" in row["metrics"][n]]
+        if agreement:
+            out_overall[n]["dsc_vs_model"] = _mean(agreement)
+            out_overall[n]["dsc_vs_model_min"] = float(np.min(agreement))
     ref = out_overall[OFFICIAL]
     for n in names[1:]:
         for key in ("dsc", "nsd", "dataset_mean_dsc", "dataset_mean_nsd"):
@@ -516,6 +538,12 @@ def format_report(report: dict, per_structure: bool = True) -> str:
     lines.append(values(overall, f"structures ({overall[OFFICIAL]['structures']})", 30))
     lines.append(values({n: {"dsc": overall[n]["dataset_mean_dsc"], "nsd": overall[n]["dataset_mean_nsd"]}
                          for n in names}, f"datasets ({len(summary['datasets'])})", 30))
+    agreeing = [n for n in names if "dsc_vs_model" in overall[n]]
+    if agreeing:
+        main = report.get("model") or "the default model"
+        lines += ["", f"Agreement with {main} in the same pipeline (mask DSC over structures)"]
+        for n in agreeing:
+            lines.append(f"{n:<30}mean {overall[n]['dsc_vs_model']:.3f}, lowest {overall[n]['dsc_vs_model_min']:.3f}")
     lines += ["", f"{'pipeline':<30}{'seconds':>10}{'encoded slices':>16}"]
     for n in names:
         lines.append(f"{n:<30}{overall[n]['seconds']:>10.1f}{overall[n]['encoded_slices']:>16}")

@@ -186,3 +186,41 @@ def test_summary_and_table_compare_each_pipeline_with_the_official_one(tmp_path)
     assert "+0.200" in liver
     suite.plot_report(report, tmp_path / "p.png")
     assert (tmp_path / "p.png").exists()
+
+
+def test_compared_model_gets_its_own_columns_and_its_agreement_with_the_main_model(tmp_path, example,
+                                                                                   monkeypatch):
+    """A second model beside the main one in one run (a student beside its teacher): columns
+    ``<model>@<pipeline>``, each structure's mask DSC against the main model's in the same
+    pipeline, and the agreement in the summary and the table. The second model here is the
+    official weights registered under another name, so the agreement must be exactly 1."""
+    from LiteMedSAMLib import registry
+
+    spec = registry.get_spec("litemedsam")
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "copy.pth").symlink_to(registry.find_weights(spec))
+    entry = {"title": "copy", "architecture": spec.architecture,
+             "weights": {"filename": "copy.pth", "sha256": spec.weights["sha256"]}}
+    (folder / "copy.json").write_text(json.dumps({"models": {"litemedsam-copy": entry}}))
+    monkeypatch.setenv(registry.MODELS_DIR_ENV, str(folder))
+    _, label, image = example
+    z0, z1 = 9, 10
+    crop = image[:, :, z0:z1 + 1]
+    lab = sitk.GetImageFromArray(label[z0:z1 + 1].astype(np.uint8))
+    lab.CopyInformation(crop)
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_index(data, [_write_case(data, "tiny", crop, lab, dataset="tiny_mr", modality="MR",
+                                    dimension=3, split="test", labels={"3": "cerebellum"})])
+    report = suite.run_suite(data, pipelines=["official"], model_name="litemedsam", mode="torch",
+                             compare_models=["litemedsam-copy", "litemedsam"])
+    assert report["pipelines"] == ["official", "litemedsam-copy@official"]
+    assert report["compare_models"] == ["litemedsam-copy"]
+    (row,) = report["cases"][0]["structures"]
+    other = row["metrics"]["litemedsam-copy@official"]
+    assert "dsc_vs_model" not in row["metrics"]["official"]
+    assert other["dsc_vs_model"] == 1.0 and other["dsc"] == row["metrics"]["official"]["dsc"] > 0.5
+    overall = report["summary"]["overall"]["litemedsam-copy@official"]
+    assert overall["dsc_vs_model"] == 1.0 and overall["dsc_vs_model_min"] == 1.0
+    assert "Agreement with litemedsam in the same pipeline" in suite.format_report(report)
