@@ -318,7 +318,8 @@ def cmd_evaluate_suite(args: argparse.Namespace) -> int:
                        datasets=args.dataset, start=args.start, model_name=args.model,
                        weights=args.weights, mode=args.mode, threads=args.threads,
                        max_structures=args.max_structures, only=args.structure,
-                       max_slices=args.max_slices, tolerance_mm=args.tolerance, log=say)
+                       max_slices=args.max_slices, tolerance_mm=args.tolerance,
+                       compare_models=args.compare_model or [], log=say)
     print(format_report(report))
     if args.output:
         out = Path(args.output)
@@ -379,7 +380,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .evaluation.benchmark import markdown_table, run_benchmark
 
     report = run_benchmark(Path(args.output), quick=args.quick, threads=args.threads,
-                           modes=args.modes, cases=args.cases)
+                           modes=args.modes, cases=args.cases, models=args.models)
     print()
     print(markdown_table(report))
     return 0
@@ -552,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--max-slices", type=int, default=None, metavar="N",
                        help="crop each 3D case to N slices around its labels (shorter runs)")
     suite.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm")
+    suite.add_argument("--compare-model", action="append", metavar="NAME",
+                       help="another registered model (e.g. swiftmedsam) run with the same pipelines, as "
+                            "columns NAME@PIPELINE with its agreement with --model; repeatable")
     suite.add_argument("-o", "--output", default=None, metavar="JSON",
                        help="write the report; the plot goes beside it (.png)")
     model_options(suite)
@@ -578,6 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="10 slices instead of 50 in the 512x512 case")
     bench.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     bench.add_argument("--modes", nargs="+", default=None, choices=list(MODES), help="modes to run (default: all)")
+    bench.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                       help="more registered models to time in the same modes (rows beside LiteMedSAM's)")
     bench.add_argument("--cases", nargs="+", default=None, help="cases to run (default: all)")
     bench.set_defaults(func=cmd_benchmark)
     return parser

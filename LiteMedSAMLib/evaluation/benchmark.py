@@ -17,6 +17,11 @@ slice, new box). Once per benchmark: GFLOP per slice (counted with PyTorch's FLO
 counter) and the measured float32 matmul peak, so each mode's achieved GFLOP/s is put
 against it. Writes JSON and a PNG plot.
 
+``--models`` adds rows for other registered models (the students) in the same modes, with
+the same boxes and the official propagation: their DSC is against the reference (LiteMedSAM,
+the official script) and ``vs litemedsam`` is their sweep's speed-up over LiteMedSAM's in
+the same mode, the number a user choosing a model needs.
+
 Cases (what each one is, honestly):
 
 - ``mr-example``: the shipped brain MR (158 x 170 x 28, real) and its three boxes.
@@ -126,16 +131,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def run_one(case: str, mode: str, quick: bool, threads: int, out_npz: str) -> dict:
-    """Run one (case, mode) in this process; masks go to ``out_npz`` as a label map."""
+DEFAULT_MODEL = "litemedsam"
+
+
+def run_one(case: str, mode: str, quick: bool, threads: int, out_npz: str,
+            model_name: str = DEFAULT_MODEL) -> dict:
+    """Run one (case, mode, model) in this process; masks go to ``out_npz`` as a label map."""
     import torch
 
     torch.set_num_threads(threads)
     from ..registry import load_model
 
     volume, preset, boxes, _ = make_case(case, quick)
-    model = load_model("litemedsam")
-    result: dict = {"case": case, "mode": mode}
+    model = load_model(DEFAULT_MODEL if mode == REFERENCE else model_name)
+    result: dict = {"case": case, "mode": mode, "model": DEFAULT_MODEL if mode == REFERENCE else model_name}
     start = time.perf_counter()
     if mode == REFERENCE:
         from ..preprocessing import intensity_mapping
@@ -247,7 +256,8 @@ def cpu_name() -> str:
 
 # ----------------------------------------------------------------------------- driver
 def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
-                  modes: list[str] | None = None, cases: list[str] | None = None, echo=print) -> dict:
+                  modes: list[str] | None = None, cases: list[str] | None = None, echo=print,
+                  models: list[str] | None = None) -> dict:
     import torch
 
     from ..backends import MODES
@@ -256,7 +266,8 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
     threads = threads or os.cpu_count() or 1
     modes = modes or list(MODES)
     cases = cases or list(CASES)
-    model = load_model("litemedsam")
+    models = [DEFAULT_MODEL] + [m for m in (models or []) if m != DEFAULT_MODEL]
+    model = load_model(DEFAULT_MODEL)
     torch.set_num_threads(threads)
     machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": threads,
                "torch": torch.__version__, "python": platform.python_version(),
@@ -274,12 +285,16 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
     echo(f"{machine['cpu']}, {threads} threads; fp32 matmul {machine['matmul_fp32_gflops']:.0f} GFLOP/s, "
          f"bf16 {machine['matmul_bf16_gflops']:.0f}; encoder {machine['encoder_gflop']:.1f} GFLOP/slice, "
          f"decoder {machine['decoder_gflop']:.2f}; fp32 floor {floor:.2f} s/slice")
-    for mode in modes:  # convert once here, so that the runs load the cached model
+    machine["gflop_per_model"] = {}
+    for name in models:
         from ..backends import make_backend
 
-        t = time.perf_counter()
-        used = make_backend(model, mode, threads)[2]
-        echo(f"mode {mode}: backend ready in {time.perf_counter() - t:.1f} s ({used})")
+        member = model if name == DEFAULT_MODEL else load_model(name)
+        machine["gflop_per_model"][name] = flops_per_slice(member)
+        for mode in modes:  # convert once here, so that the runs load the cached model
+            t = time.perf_counter()
+            used = make_backend(member, mode, threads)[2]
+            echo(f"{name}, mode {mode}: backend ready in {time.perf_counter() - t:.1f} s ({used})")
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
@@ -287,10 +302,12 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
             echo(f"\n{case}: {description}")
             echo(format_header())
             ref_segs = None
-            for mode in [REFERENCE, *modes]:
-                npz = str(Path(tmp) / f"{case}-{mode}.npz")
+            teacher_time: dict[str, float] = {}
+            plan = [(REFERENCE, DEFAULT_MODEL)] + [(mode, name) for name in models for mode in modes]
+            for mode, name in plan:
+                npz = str(Path(tmp) / f"{case}-{mode}-{name}.npz")
                 cmd = [sys.executable, "-m", "LiteMedSAMLib.evaluation.benchmark", "--worker", case, mode,
-                       str(threads), npz, "1" if quick else "0"]
+                       str(threads), npz, "1" if quick else "0", name]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     raise RuntimeError(f"benchmark run {case}/{mode} failed:\n{proc.stderr[-3000:]}")
@@ -301,8 +318,13 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
                 result["dsc_vs_reference"] = dsc_labels(segs, ref_segs)
                 result["voxels_differing"] = int(np.count_nonzero(segs != ref_segs))
                 result["speedup"] = ref_time / result["sweep_s"]
+                if name == DEFAULT_MODEL:
+                    teacher_time[mode] = result["sweep_s"]
+                elif mode in teacher_time:
+                    result["speedup_vs_litemedsam"] = teacher_time[mode] / result["sweep_s"]
                 result["s_per_slice"] = result["sweep_s"] / result["slices"]
-                result["achieved_gflops"] = machine["encoder_gflop"] / (result["encoder_ms_per_slice"] / 1000)
+                gflop = machine["gflop_per_model"][name]["encoder_gflop"]
+                result["achieved_gflops"] = gflop / (result["encoder_ms_per_slice"] / 1000)
                 result["description"] = description
                 runs.append(result)
                 echo(format_row(result))
@@ -318,10 +340,12 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
 
 # (header, width, how a run's value is written); "-" where a run has no such value
 COLUMNS = (
-    ("mode", 12, lambda r: r["mode"] if r["used_mode"] == r["mode"] else f"{r['mode']}->{r['used_mode']}"),
+    ("mode", 12, lambda r: (r["mode"] if r["used_mode"] == r["mode"] else f"{r['mode']}->{r['used_mode']}")
+     + ("" if r.get("model", DEFAULT_MODEL) == DEFAULT_MODEL else f" {r['model']}")),
     ("sweep s", 8, lambda r: f"{r['sweep_s']:.1f}"),
     ("s/slice", 8, lambda r: f"{r['s_per_slice']:.2f}"),
     ("speed-up", 8, lambda r: f"{r['speedup']:.2f}x"),
+    ("vs litemedsam", 13, lambda r: f"{r['speedup_vs_litemedsam']:.2f}x"),
     ("enc ms", 7, lambda r: f"{r['encoder_ms_per_slice']:.0f}"),
     ("dec ms", 7, lambda r: f"{r['decoder_ms_per_slice']:.0f}"),
     ("enc runs", 8, lambda r: f"{r['encoder_runs']:d}"),
@@ -391,8 +415,9 @@ def benchmark_figure(report: dict):
               "bf16": m["encoder_gflop"] / m["matmul_bf16_gflops"]}
     for column, case in enumerate(cases):
         rows = [r for r in report["runs"] if r["case"] == case]
-        names = [r["mode"] for r in rows]
-        colors = [MODE_COLORS.get(n, "#9467bd") for n in names]
+        names = [r["mode"] if r.get("model", DEFAULT_MODEL) == DEFAULT_MODEL else f"{r['mode']}\n{r['model']}"
+                 for r in rows]
+        colors = [MODE_COLORS.get(r["mode"], "#9467bd") for r in rows]
         top, bottom = axes[0][column], axes[1][column]
         sweep = [r["s_per_slice"] for r in rows]
         bars = top.bar(names, sweep, color=colors)
@@ -405,12 +430,16 @@ def benchmark_figure(report: dict):
         bars = bottom.bar(names, encoder, color=colors)
         bottom.bar_label(bars, [f"{v:.2f} s\n{r['encoder_runs']} runs" for v, r in zip(encoder, rows)],
                          fontsize=8, padding=2)
-        for bar, name in zip(bars, names):  # each bar's own floor, across that bar only
-            precision = "bf16" if name == "fast" else "fp32"
-            bottom.hlines(floors[precision], bar.get_x(), bar.get_x() + bar.get_width(), color="k",
+        for bar, r in zip(bars, rows):  # each bar's own floor, across that bar only
+            precision = "bf16" if r["mode"] == "fast" else "fp32"
+            gflop = m.get("gflop_per_model", {}).get(r.get("model", DEFAULT_MODEL), {}).get("encoder_gflop")
+            floor = floors[precision] if gflop is None else gflop / m[f"matmul_{precision}_gflops"]
+            bottom.hlines(floor, bar.get_x(), bar.get_x() + bar.get_width(), color="k",
                           ls="--" if precision == "fp32" else ":", lw=1.2,
-                          label=f"{precision} matmul floor {floors[precision]:.2f} s"
-                                + (" (fast mode)" if precision == "bf16" else ""))
+                          label=f"{precision} matmul floor {floor:.2f} s"
+                                + (" (fast mode)" if precision == "bf16" else "")
+                                + ("" if gflop is None or r.get("model", DEFAULT_MODEL) == DEFAULT_MODEL
+                                   else f", {r['model']}"))
         bottom.set_ylim(0, max(encoder) * 1.35)
         bottom.set_title(f"{case}: encoder, per encoded slice", fontsize=9)
         bottom.set_ylabel("s per encoder run")
@@ -431,8 +460,8 @@ def plot(report: dict, path: Path) -> None:
 
 
 def main_worker(argv: list[str]) -> None:
-    case, mode, threads, npz, quick = argv
-    result = run_one(case, mode, quick == "1", int(threads), npz)
+    case, mode, threads, npz, quick, *model = argv
+    result = run_one(case, mode, quick == "1", int(threads), npz, *model)
     print(json.dumps(result))
 
 
