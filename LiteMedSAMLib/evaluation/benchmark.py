@@ -340,7 +340,7 @@ def run_benchmark(output: Path, quick: bool = False, threads: int | None = None,
 
 # (header, width, how a run's value is written); "-" where a run has no such value
 COLUMNS = (
-    ("mode", 12, lambda r: (r["mode"] if r["used_mode"] == r["mode"] else f"{r['mode']}->{r['used_mode']}")
+    ("mode", 18, lambda r: (r["mode"] if r["used_mode"] == r["mode"] else f"{r['mode']}->{r['used_mode']}")
      + ("" if r.get("model", DEFAULT_MODEL) == DEFAULT_MODEL else f" {r['model']}")),
     ("sweep s", 8, lambda r: f"{r['sweep_s']:.1f}"),
     ("s/slice", 8, lambda r: f"{r['s_per_slice']:.2f}"),
