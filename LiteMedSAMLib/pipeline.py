@@ -14,9 +14,11 @@ README, *Accuracy*):
 - ``crop``: crop-and-zoom. The model sees a square crop around the box (``crop_margin`` times
   the box's longest side, at least ``crop_min`` pixels) resized to 256, so a small object covers
   many more model pixels; masks are pasted back onto the slice grid exactly;
-- ``stop``: the sweep stops where the object ends (the mask vanishes, or shrinks below
-  ``stop_area`` of its neighbour's area) instead of falling back to the middle box and adding
-  false positives above and below the object.
+- ``stop``: the sweep stops where the object ends (the mask vanishes, shrinks below
+  ``stop_area`` of its neighbour's area, or overlaps it by an IoU below ``stop_iou``: the box
+  slid onto the next object) instead of falling back to the middle box and adding false
+  positives above and below the object. 2D starts always stop; the default's ``stop_iou`` is
+  0.4.
 
 A pipeline is named (``"official"``, ``"default"``) or written as levers added to the official
 one: ``"official+window+crop"``. :func:`frame_for_box` turns a pipeline and a box into the
@@ -47,6 +49,9 @@ class Pipeline:
     crop_min: int = 96
     window_percentiles: tuple[float, float] = (0.5, 99.5)
     stop_area: float = 0.0
+    # the sweep also ends where a slice's mask overlaps its neighbour's by less than this IoU
+    # (the object ended and the box slid onto the next one); 0: off
+    stop_iou: float = 0.0
     # volume intensity rules (IntensityMapping.kind) on which the box window applies; None: all
     window_on: tuple[str, ...] | None = None
 
@@ -60,13 +65,17 @@ OFFICIAL = Pipeline("official")
 # The measured best policy (README, *Accuracy*: which lever paid where): on the suite the box
 # window lifted MR (percentile-normalised) cases and 2-D microscopy and lost on CT organs under
 # the soft-tissue window; crop-and-zoom and all levers together lost on average; the stop rule
-# changes nothing inside a 3D box (it matters for 2D starts, which always stop).
-DEFAULT = Pipeline("default", window=True, window_on=("mr",))
+# changes nothing inside a 3D box (it matters for 2D starts, which always stop). A 2D start's
+# sweep also ends where the mask overlaps its neighbour's by IoU < 0.4 (it slid onto the next
+# vertebra, or from a nucleus into the grey matter around it): on the suite's 2D starts +0.019
+# mean DSC (+0.027 over datasets), no structure lower, 38% fewer encoded slices.
+DEFAULT = Pipeline("default", window=True, window_on=("mr",), stop_iou=0.4)
 PIPELINES = {p.name: p for p in (OFFICIAL, DEFAULT)}
 DEFAULT_PIPELINE = "default"
 PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; default: "
                  "the measured best (the official one, with the intensity window taken from the box's "
-                 "voxels on MR and other percentile-normalised images); or levers added to the official "
+                 "voxels on MR and other percentile-normalised images, and 2D starts that also end where the "
+                 "mask stops overlapping its neighbour's); or levers added to the official "
                  "one: official+window, +crop (crop-and-zoom), +stop (the sweep ends with the object)")
 
 

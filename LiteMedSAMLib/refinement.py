@@ -446,10 +446,9 @@ class RefinementSession:
         if box is None:  # beyond the object's end (stop rule): empty, nothing to run
             return self._set(z, np.zeros(self._slab.shape[1:], np.uint8), box=None, chain=None)
         mask = self.predictor.predict_model_box(z, box).mask
-        if self.stop and z != self.mid and self.pipeline.stop_area > 0:
-            # a mask that shrinks to a sliver of its neighbour's is the object ending
+        if self.stop and z != self.mid:
             neighbour = self.slice_mask(z - (1 if z > self.mid else -1))
-            if np.count_nonzero(mask) < self.pipeline.stop_area * np.count_nonzero(neighbour):
+            if object_ended(mask, neighbour, self.pipeline):
                 mask = np.zeros_like(mask)
         return self._set(z, mask, box=box, chain=None)
 
@@ -603,6 +602,21 @@ class RefinementSession:
                     changed.add(k)
                 k += direction
         return changed
+
+
+def object_ended(mask: np.ndarray, neighbour: np.ndarray, pipeline) -> bool:
+    """The stop rule's test of a propagated slice against its neighbour towards the start: the
+    object has ended if the mask shrank below ``pipeline.stop_area`` of the neighbour's area (a
+    sliver), or overlaps it by an IoU below ``pipeline.stop_iou`` (the box slid onto the next
+    object). Both off (0) by default; an empty mask always ends it (checked by the caller)."""
+    mask, neighbour = np.asarray(mask) > 0, np.asarray(neighbour) > 0
+    area, previous = np.count_nonzero(mask), np.count_nonzero(neighbour)
+    if area < pipeline.stop_area * previous:
+        return True
+    if pipeline.stop_iou > 0 and area and previous:
+        overlap = np.count_nonzero(mask & neighbour)
+        return overlap < pipeline.stop_iou * (area + previous - overlap)
+    return False
 
 
 def _at_most_half(removed: np.ndarray, current: np.ndarray, prompt: Prompt) -> np.ndarray:

@@ -1,0 +1,59 @@
+"""The pipeline levers' pure pieces (#11): names and errors, the crop around a box, the box
+window, and the stop rule's test of a propagated slice against its neighbour."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from LiteMedSAMLib.errors import LiteMedSAMError
+from LiteMedSAMLib.pipeline import DEFAULT, OFFICIAL, box_window, crop_rect, get_pipeline
+from LiteMedSAMLib.refinement import object_ended
+
+
+def test_names_levers_and_errors():
+    assert get_pipeline("official") is OFFICIAL and OFFICIAL.is_official
+    assert get_pipeline(None) is DEFAULT and not DEFAULT.is_official
+    p = get_pipeline("official+window+stop")
+    assert p.window and p.stop and not p.crop and p.stop_iou == 0 and p.stop_area == 0
+    with pytest.raises(LiteMedSAMError, match="unknown pipeline"):
+        get_pipeline("official+zoom")
+
+
+def test_crop_is_a_square_around_the_box_moved_inside_the_slice():
+    assert crop_rect((40, 40, 49, 59), (200, 300), margin=3.0, minimum=32) == (15, 20, 75, 80)
+    x0, y0, x1, y1 = crop_rect((0, 0, 9, 9), (200, 300), margin=3.0, minimum=96)  # at the corner
+    assert (x0, y0, x1 - x0, y1 - y0) == (0, 0, 96, 96)
+    assert crop_rect((0, 0, 9, 9), (50, 300), margin=3.0, minimum=96)[3] == 50  # clipped
+
+
+def test_box_window_stretches_the_regions_percentiles_and_skips_constant_regions():
+    region = np.arange(1000.0)
+    mapping = box_window(region, (0.5, 99.5))
+    assert mapping.lower == pytest.approx(np.percentile(region, 0.5))
+    out = mapping.apply(np.array([0.0, 500.0, 999.0]))
+    assert out[0] == 0 and out[-1] == 255 and 120 < out[1] < 135
+    assert box_window(np.full(10, 7.0), (0.5, 99.5)) is None
+
+
+def _disc(cx, cy, r, shape=(64, 64)):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r).astype(np.uint8)
+
+
+def test_stop_rule_ends_on_a_sliver_or_a_jump_to_another_object_and_the_default_ends_on_jumps():
+    previous = _disc(30, 30, 10)
+    moved = _disc(48, 30, 10)  # same size, slid onto the next object: IoU about 0.03
+    shifted = _disc(33, 30, 10)  # the same object, a little further: IoU about 0.68
+    sliver = _disc(30, 30, 2)
+    stop = get_pipeline("official+stop")  # the lever alone: only an empty mask ends the sweep
+    assert not any(object_ended(m, previous, stop) for m in (moved, shifted, sliver))
+    by_area = replace(stop, stop_area=0.1)
+    assert object_ended(sliver, previous, by_area) and not object_ended(moved, previous, by_area)
+    assert DEFAULT.stop_iou == 0.4  # measured on the suite's 2D starts (README)
+    assert object_ended(moved, previous, DEFAULT) and not object_ended(shifted, previous, DEFAULT)
+    assert object_ended(sliver, previous, DEFAULT)  # a shrink to a sliver is a low IoU too
+    # the first slice after an empty neighbour has nothing to be compared with: it goes on
+    assert not object_ended(moved, np.zeros_like(previous), replace(DEFAULT, stop_iou=0.4, stop_area=0.1))
