@@ -446,7 +446,7 @@ class RefinementSession:
         if box is None:  # beyond the object's end (stop rule): empty, nothing to run
             return self._set(z, np.zeros(self._slab.shape[1:], np.uint8), box=None, chain=None)
         mask = self.predictor.predict_model_box(z, box).mask
-        if self.stop and z != self.mid:
+        if self.stop and z != self.mid and (self.pipeline.stop_area > 0 or self.pipeline.stop_iou > 0):
             neighbour = self.slice_mask(z - (1 if z > self.mid else -1))
             if object_ended(mask, neighbour, self.pipeline):
                 mask = np.zeros_like(mask)

@@ -54,13 +54,18 @@ def inference_model(cfg: dict, weights: Path):
     return model
 
 
-def export(cfg: dict, weights: Path, out: Path) -> Path:
-    """Write the weights and the manifest; returns the manifest path."""
+def export(cfg: dict, weights: Path, out: Path, float16: bool = False) -> Path:
+    """Write the weights and the manifest; returns the manifest path. With ``float16`` the
+    floating-point tensors are stored as float16 (the caller has checked the masks do not
+    change; the registry loads them into the float32 model)."""
     name = cfg["model"]
     model = inference_model(cfg, weights)
     filename = cfg.get("weights_filename") or _default_filename(name)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / filename)
+    state = model.state_dict()
+    if float16:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(state, out / filename)
     params = sum(p.numel() for p in build_lite_medsam(training_architecture(cfg["architecture"])).parameters())
     try:
         base_description = get_spec(cfg.get("base_model", name)).description

@@ -57,7 +57,7 @@ from torch import nn
 from LiteMedSAMLib.modeling import build_lite_medsam
 from LiteMedSAMLib.preprocessing import prepare_slice
 
-from .common import LossLog, seed_everything
+from .common import LossLog, save_checkpoint, seed_everything
 
 GRID = 64  # embedding grid of a 256x256 input
 CROP = 96  # stage-0 training crop (input pixels)
@@ -271,7 +271,7 @@ def train_encoder(run: Path, steps: dict[str, int], batch: dict[str, int], lr: f
     ckpt = out / "last.pth"
     state = torch.load(ckpt, weights_only=True) if resume and ckpt.exists() else None
     if state is not None:
-        enc.load_state_dict(state["encoder"])
+        enc.load_state_dict(state["model"])
     log = LossLog(out / "log.csv", ["loss", "stage0", "stage2"], resume=state is not None)
     done = dict(state["done"]) if state is not None else {}
     for phase, stage in (("stage0", 0), ("stage2", 2)):
@@ -317,10 +317,7 @@ def train_encoder(run: Path, steps: dict[str, int], batch: dict[str, int], lr: f
             if step % 10 == 0 or step == 1:
                 print(f"[{phase}] step {step}/{total} relative error {loss.item():.4f}", flush=True)
             if step % 25 == 0 or step == total:
-                tmp = out / "last.tmp"
-                torch.save({"encoder": enc.state_dict(), "optimizer": opt.state_dict(), "phase": phase,
-                            "done": done}, tmp)
-                tmp.rename(ckpt)
+                save_checkpoint(ckpt, enc, opt, 0, step, {"phase": phase, "done": done})
     log.plot(f"{model}: stage-local encoder distillation (relative MSE)")
     result = out / "student.pth"
     torch.save(student.state_dict(), result)
@@ -508,7 +505,7 @@ def train_decoder(run: Path, steps: int, batch: int = 16, lr: float = 1e-4, resu
         (out / "init.json").write_text(json.dumps(report, indent=1))
         step = 0
     else:
-        student.mask_decoder.load_state_dict(state["decoder"])
+        student.mask_decoder.load_state_dict(state["model"])
         step = state["step"]
     params = list(student.mask_decoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -535,10 +532,7 @@ def train_decoder(run: Path, steps: int, batch: int = 16, lr: float = 1e-4, resu
             print(f"[decoder] step {step}/{steps} loss {loss.item():.4f} logit MSE {mse.item():.3f} "
                   f"dice+bce {seg.item():.4f}", flush=True)
         if step % 50 == 0 or step == steps:
-            tmp = out / "last.tmp"
-            torch.save({"decoder": student.mask_decoder.state_dict(), "optimizer": opt.state_dict(),
-                        "step": step}, tmp)
-            tmp.rename(ckpt)
+            save_checkpoint(ckpt, student.mask_decoder, opt, 0, step)
     log.plot(f"{model}: decoder distillation")
     result = out / "student.pth"
     torch.save(student.state_dict(), result)
@@ -548,12 +542,11 @@ def train_decoder(run: Path, steps: int, batch: int = 16, lr: float = 1e-4, resu
 def stage_times(models: list[str], repeats: int = 5) -> dict:
     """Eager milliseconds per encoder stage (batch 1, median of ``repeats``) of each model,
     the decoder pass included: where a student's time goes and what each cut saves."""
+    from LiteMedSAMLib.errors import LiteMedSAMError
     from LiteMedSAMLib.registry import load_model
 
     out = {}
     x = torch.rand(1, 3, 256, 256)
-    from LiteMedSAMLib.errors import LiteMedSAMError
-
     for name in models:
         try:
             model = load_model(name).eval()
@@ -586,9 +579,11 @@ def stage_times(models: list[str], repeats: int = 5) -> dict:
 
 # ------------------------------------------------------------------------------ export
 def export(run: Path, folder: Path, model: str = "swiftmedsam", pool: str = "val") -> Path:
-    """Write ``<folder>/<model>.pth`` (float16 if no mask of the measuring pool changes, else
-    float32) and ``<folder>/<model>.json``, a manifest for ``LITEMEDSAM_MODELS_DIR``; returns it."""
-    from LiteMedSAMLib.registry import file_sha256, get_spec
+    """Write the student through :func:`Training.export.export` (weights + manifest for
+    ``LITEMEDSAM_MODELS_DIR``), in float16 if no mask of the measuring pool changes, else
+    float32; the check goes into the entry's ``training``. Returns the manifest."""
+    from .common import load_config
+    from .export import export as export_model
 
     # the encoder of the encoder stage and the decoder of the decoder stage (they may run apart)
     state = torch.load(run / "encoder" / "student.pth", weights_only=True)
@@ -611,20 +606,16 @@ def export(run: Path, folder: Path, model: str = "swiftmedsam", pool: str = "val
             b = _decode(half, half.image_encoder(x[None]), boxes)[0] > 0
             changed += int((a != b).sum())
             pixels += a.numel()
-    use_half = changed == 0
-    weights = {k: (v.half() if use_half and v.is_floating_point() else v) for k, v in state.items()}
-    folder.mkdir(parents=True, exist_ok=True)
-    output = folder / f"{model}.pth"
-    torch.save(weights, output)
-    spec = get_spec(model)
-    entry = {"title": spec.title + " (trained by Training/student_from_teacher.py)",
-             "description": spec.description, "architecture": spec.architecture,
-             "weights": {"filename": output.name, "sha256": file_sha256(output), "size": output.stat().st_size},
-             "license": spec.license, "citation": spec.citation,
-             "float16_check": {"float16": use_half, "mask_pixels_changed": changed, "pixels_compared": pixels}}
-    manifest = folder / f"{model}.json"
-    manifest.write_text(json.dumps({"models": {model: entry}}, indent=1) + "\n")
-    print(json.dumps(entry["float16_check"]), f"-> {output}, manifest {manifest}")
+    joined = run / "student_joined.pth"
+    torch.save(state, joined)
+    cfg = load_config(Path(__file__).with_name("configs") / f"{model.replace('-', '_')}.json")
+    manifest = export_model(cfg, joined, folder, float16=changed == 0)
+    data = json.loads(manifest.read_text())
+    training = data["models"][model]["training"]  # the schema's free-form "how it was made"
+    training["recipe"] = "Training/student_from_teacher.py"
+    training["float16_check"] = {"float16": changed == 0, "mask_pixels_changed": changed, "pixels_compared": pixels}
+    manifest.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(training["float16_check"]))
     return manifest
 
 

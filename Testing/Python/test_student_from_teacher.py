@@ -104,8 +104,12 @@ def test_export_writes_a_manifest_the_registry_loads_strictly(tmp_path, monkeypa
     gt[50:120, 60:150] = 1
     np.savez_compressed(tmp_path / "val" / "a.npz", img=img, gt=gt)
     manifest = export(tmp_path, tmp_path / "export", NAME)
-    entry = json.loads(manifest.read_text())["models"][NAME]
-    check = entry["float16_check"]
+    from manifest_schema import manifest_errors
+
+    data = json.loads(manifest.read_text())
+    assert manifest_errors(data) == []
+    entry = data["models"][NAME]
+    check = entry["training"]["float16_check"]
     assert check["pixels_compared"] == 256 * 256 and check["float16"] == (check["mask_pixels_changed"] == 0)
     monkeypatch.setenv(registry.MODELS_DIR_ENV, str(tmp_path / "export"))
     loaded = registry.load_model(NAME)
