@@ -179,7 +179,7 @@ class RefinementSession:
                  correction: str | None = None, mask_prompt: bool = True,
                  scribble_prompt: str | None = None, pipeline=None) -> None:
         from .click_decoder import click_decoder_for, default_correction
-        from .pipeline import frame_for_box, get_pipeline
+        from .pipeline import choose_frame, get_pipeline
         from .predictor import FramedPredictor
 
         if correction is None:
@@ -196,7 +196,9 @@ class RefinementSession:
             self.box, _ = check_box(box, predictor.shape, name="box")
             self.mid, self.stop = middle_slice(self.box.z0, self.box.z1), self.pipeline.stop
             window_slices = (self.box.z0, self.box.z1)
-        frame = frame_for_box(self.pipeline, predictor, self.box.box2d, window_slices)
+        # the window choice (when the pipeline makes one) is kept to say why this frame
+        frame, self.window_choice = choose_frame(self.pipeline, predictor, self.box.box2d,
+                                                 window_slices, self.mid)
         self.predictor = predictor if frame is None else FramedPredictor(predictor, frame)
         self.correction, self.mask_prompt = correction, mask_prompt
         # the trained decoder is loaded (and converted) once per predictor, here: a missing or

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from LiteMedSAMLib.errors import LiteMedSAMError
-from LiteMedSAMLib.pipeline import DEFAULT, OFFICIAL, box_window, crop_rect, get_pipeline
+from LiteMedSAMLib.pipeline import DEFAULT, OFFICIAL, box_fit, box_window, crop_rect, get_pipeline
 from LiteMedSAMLib.refinement import object_ended
 
 
@@ -36,6 +36,16 @@ def test_box_window_stretches_the_regions_percentiles_and_skips_constant_regions
     out = mapping.apply(np.array([0.0, 500.0, 999.0]))
     assert out[0] == 0 and out[-1] == 255 and 120 < out[1] < 135
     assert box_window(np.full(10, 7.0), (0.5, 99.5)) is None
+
+
+def test_box_fit_is_the_iou_of_the_masks_bounding_box_with_the_prompt_box():
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:20, 10:30] = 1  # bounding box x 10..29, y 10..19: 200 pixels
+    assert box_fit(mask, (10, 10, 29, 19)) == 1.0
+    assert box_fit(mask, (10, 10, 29, 29)) == pytest.approx(200 / 400)  # the mask fills half the box
+    assert box_fit(mask, (0, 0, 4, 4)) == 0.0 and box_fit(np.zeros_like(mask), (10, 10, 29, 19)) == 0.0
+    mask[35, 35] = 1  # a stray pixel stretches the bounding box: the fit says so
+    assert box_fit(mask, (10, 10, 29, 19)) < 0.4
 
 
 def _disc(cx, cy, r, shape=(64, 64)):

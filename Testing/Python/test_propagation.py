@@ -63,6 +63,31 @@ def test_overlapping_boxes_get_their_own_masks_and_share_embeddings(predictor, e
     assert not second[:10].any() and not second[13:].any()
 
 
+def test_window_choice_keeps_the_frame_with_the_higher_predicted_iou(predictor):
+    """The per-object window choice: the start slice is segmented both ways; the sweep that
+    follows is exactly the chosen pipeline's (volume mapping = official, else official+window)."""
+    from dataclasses import replace
+
+    from LiteMedSAMLib.pipeline import get_pipeline
+    from LiteMedSAMLib.refinement import RefinementSession
+
+    windowed = get_pipeline("official+window")
+    (official_mask,) = segment_volume(predictor, [LOBE], pipeline="official")
+    (window_mask,) = segment_volume(predictor, [LOBE], pipeline=windowed)
+    assert not np.array_equal(official_mask, window_mask)  # the two frames do differ here
+    choosing = replace(windowed, name="choose", window_choice=True, window_choice_fit=1.0)
+    for margin in (-3.0, 0.0, 3.0):  # always the window, the measured rule, never the window
+        session = RefinementSession(predictor, LOBE, pipeline=replace(choosing, window_choice_margin=margin))
+        choice = session.window_choice
+        assert 0 < choice.iou_volume <= 1 and 0 < choice.iou_window <= 1
+        assert 0 < choice.fit_volume <= 1 and 0 < choice.fit_window <= 1
+        score_window, score_volume = choice.iou_window + choice.fit_window, choice.iou_volume + choice.fit_volume
+        assert choice.kept_window == (score_window > score_volume + margin)
+        expected = window_mask if choice.kept_window else official_mask
+        np.testing.assert_array_equal(session.run(), expected)
+    assert RefinementSession(predictor, LOBE, pipeline="official").window_choice is None
+
+
 def test_single_slice_and_reprompt_reuse_the_cache(predictor):
     runs = predictor.encoder_runs
     first = segment_slice(predictor, 11, LOBE.box2d)
