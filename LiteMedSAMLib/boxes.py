@@ -162,6 +162,15 @@ class SliceBox:
         return Box3D(self.x0, self.y0, z0, self.x1, self.y1, z1)
 
 
+def roi_start(box: Box3D) -> Box3D | SliceBox:
+    """What an ROI's voxel box asks for in a 3D image: an ROI that spans a single slice is a 2D
+    start (a box drawn on that slice, swept until the object ends), any other a 3D box. The
+    command line and batch manifests both read ROI files through this rule."""
+    if box.z0 == box.z1:
+        return SliceBox(box.z0, box.x0, box.y0, box.x1, box.y1)
+    return box
+
+
 def check_slice_box(box: SliceBox, image_shape_zyx: Sequence[int], *,
                        name: str = "box") -> tuple[SliceBox, list[str]]:
     """Check a :class:`SliceBox` against an image: its slice must exist and lie within its own

@@ -70,7 +70,7 @@ def _boxes_from_args(args: argparse.Namespace, image, is_2d: bool):
 
     An ROI that spans a single slice, and every ``--box2d``, is a 2D start (:class:`SliceBox`):
     swept from its slice until the object ends."""
-    from .boxes import Box3D, SliceBox, box_from_physical_corners, box_from_physical_extent, read_roi_file
+    from .boxes import Box3D, SliceBox, box_from_physical_corners, box_from_physical_extent, read_roi_file, roi_start
 
     found = []
     for numbers in args.box or []:
@@ -95,9 +95,7 @@ def _boxes_from_args(args: argparse.Namespace, image, is_2d: bool):
     for roi_path in args.roi or []:
         for roi in read_roi_file(roi_path):
             box = box_from_physical_corners(roi.corners_lps, image)
-            if box.z0 == box.z1 and not is_2d and args.slice is None:
-                box = SliceBox(box.z0, box.x0, box.y0, box.x1, box.y1)
-            found.append((roi.name, box))
+            found.append((roi.name, roi_start(box) if not is_2d and args.slice is None else box))
     for numbers in getattr(args, "box2d", None) or []:
         if is_2d:
             raise LiteMedSAMError("--box2d starts a 3D sweep; on a 2D image give --box x0 y0 x1 y1")

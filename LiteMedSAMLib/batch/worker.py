@@ -69,7 +69,7 @@ def _release(key: tuple, predictor) -> None:
 def _boxes(case: Case, image, is_2d: bool):
     """``(names, boxes)`` of the case's rows in order, each box checked against the image with
     an error naming its row."""
-    from ..boxes import Box3D, box_from_physical_corners, box_from_physical_extent, check_box, read_roi_file
+    from ..boxes import Box3D, box_from_physical_corners, box_from_physical_extent, check_box, read_roi_file, roi_start
     from ..imageio import unique_names
 
     shape = tuple(reversed(image.GetSize()))
@@ -96,7 +96,8 @@ def _boxes(case: Case, image, is_2d: bool):
                 for note in notes:
                     log.warning("%s: %s", case.image.name, note)
                 names.append(name or f"box {len(names) + 1}")
-                boxes.append(checked)
+                # a one-slice ROI is a 2D start, as on the command line
+                boxes.append(roi_start(checked) if row.kind == "roi" and not is_2d else checked)
         except LiteMedSAMError as exc:
             message = str(exc)
             raise LiteMedSAMError(message if message.startswith(where) else f"{where}: {message}") from None

@@ -99,6 +99,14 @@ def test_box_mm_roi_and_voxel_box_select_the_same_voxels(oblique_image, tmp_path
     np.testing.assert_array_equal(outs[2], outs[3])
     np.testing.assert_array_equal(outs[2][11], outs[0][11])
     assert outs[2][10].any() and outs[2][12].any()
+    # and a batch manifest row with that ROI file is the same 2D start
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text(f"image,roi,preset\n{oblique_image},{roi_path},mr\n")
+    assert main(["batch", str(manifest), "-o", str(tmp_path / "batch"), "-q"]) == 0
+    (seg,) = (tmp_path / "batch").glob("*.seg.nrrd")
+    batch_mask, _ = read_label_volume(seg)
+    np.testing.assert_array_equal(batch_mask > 0, outs[2] > 0)
+    assert outs[2][10].any() and outs[2][12].any()
 
 
 def test_two_overlapping_boxes_in_a_labelmap_warn_and_seg_nrrd_keeps_both(oblique_image, tmp_path, caplog):
