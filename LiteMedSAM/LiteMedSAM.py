@@ -554,7 +554,7 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
         """ROI to voxel box on an oblique volume, and clear errors for bad inputs."""
         self.delayDisplay("ROI to voxel box on an oblique volume; bad inputs")
         volume, image = self._loadObliqueExample()
-        logic = LiteMedSAMLogic()
+        logic = LiteMedSAMLogic(mode="exact")
         box = (14, 79, 8, 62, 130, 12)
         roi = createRoiFromVoxelBox(volume, box, "Left temporal lobe")
         if logic.missingDependencies():
@@ -595,7 +595,7 @@ class LiteMedSAMTest(ScriptedLoadableModuleTest):
         boxes = {"Left temporal lobe": (14, 79, 8, 62, 130, 12), "Right temporal lobe": (94, 79, 8, 142, 130, 12)}
         rois = [createRoiFromVoxelBox(volume, box, name) for name, box in boxes.items()]
         source = slicer.util.arrayFromVolume(volume).copy()
-        logic = LiteMedSAMLogic()
+        logic = LiteMedSAMLogic(mode="exact")
         if logic.missingDependencies():
             logic.installDependencies()
         segmentationNode = logic.process(volume, rois, preset="mr", pipeline="official", sliceExtent="roi")

@@ -139,9 +139,14 @@ class LiteMedSAMLogic(_LogicBase):
     maximumCachedVolumes = 2  # each keeps up to 128 slice embeddings (4 MiB each)
     maximumRefinableSegments = 16  # each correctable segment keeps a mask of its volume's size
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str | None = None) -> None:
+        """``mode``: the inference mode (``LiteMedSAMLib.backends.MODES``); ``None`` (default):
+        ``fast`` where the CPU runs bfloat16, else ``exact``, chosen when the first predictor
+        is made (``interactive_mode``: on the labelled suite ``fast`` scored as ``exact``
+        against the labels)."""
         if _LogicBase is not object:
             _LogicBase.__init__(self)
+        self.mode = mode
         self._models: dict[str, object] = {}
         self._predictors: OrderedDict[tuple, object] = OrderedDict()
         self._histories: dict[str, tuple[object, object]] = {}
@@ -373,14 +378,16 @@ class LiteMedSAMLogic(_LogicBase):
 
     def _predictorFor(self, job: SegmentationJob):
         """The cached predictor of this volume, model, preset and slicing axis, or a new one."""
-        from LiteMedSAMLib.backends import make_predictor
+        from LiteMedSAMLib.backends import interactive_mode, make_predictor
 
-        key = (job.volumeKey, job.modelName, job.preset, job.axis)
+        if self.mode is None:
+            self.mode = interactive_mode()
+        key = (job.volumeKey, job.modelName, job.preset, job.axis, self.mode)
         if key in self._predictors:
             self._predictors.move_to_end(key)
             return self._predictors[key]
-        # the default (exact) mode: OpenVINO when installed, same masks as PyTorch, else eager PyTorch
-        predictor = make_predictor(self._loadModel(job.modelName))
+        # OpenVINO when installed (exact: the same masks as PyTorch), else eager PyTorch
+        predictor = make_predictor(self._loadModel(job.modelName), self.mode)
         predictor.set_volume(geometry.permuteArray(job.volumeArray, job.permutation), preset=job.preset)
         self._predictors[key] = predictor
         while len(self._predictors) > self.maximumCachedVolumes:

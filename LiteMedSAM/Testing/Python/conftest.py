@@ -52,7 +52,7 @@ def logic():
     """One logic for the session: it caches the model and slice embeddings like the module does."""
     from LiteMedSAMLogic import LiteMedSAMLogic
 
-    return LiteMedSAMLogic()
+    return LiteMedSAMLogic(mode="exact")  # masks compared bit for bit with the library's exact mode
 
 
 @pytest.fixture(scope="session")

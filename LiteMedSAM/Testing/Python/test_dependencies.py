@@ -22,7 +22,7 @@ def test_missing_dependencies_are_reported_and_installed_on_request(scene, mniT1
     node = V.load(V.save(V.oblique(mniT1), tmp_path / "v.nrrd"), "v")
     roi = createRoiFromVoxelBox(node, (10, 10, 2, 20, 20, 6), "Box")
     with pytest.raises(ValueError, match="(?s)OpenCV.*opencv-python-headless.*installDependencies"):
-        LiteMedSAMLogic().prepareJob(node, [roi], preset="mr")
+        LiteMedSAMLogic(mode="exact").prepareJob(node, [roi], preset="mr")
 
     def offline(args):
         raise RuntimeError("Could not find a version that satisfies the requirement (network unreachable)")
@@ -60,7 +60,7 @@ def test_gui_lists_only_models_that_can_run():
     one by name says how to produce it."""
     from LiteMedSAMLogic import LiteMedSAMLogic
 
-    logic = LiteMedSAMLogic()
+    logic = LiteMedSAMLogic(mode="exact")
     assert "litemedsam" in logic.availableModels()
     everything = logic.availableModels(usableOnly=False)
     notInstalled = [name for name in everything if name not in logic.availableModels()]

@@ -53,7 +53,7 @@ def test_grid_aligned_roi_maps_to_its_voxel_box(volume):
     node, image = volume
     box = (3, 2, 1, 12, 6, 7)  # inside every test volume (the smallest axis has 10 voxels)
     roi = createRoiFromVoxelBox(node, box, "Box 1")
-    job = LiteMedSAMLogic().prepareJob(node, [roi], preset="mr")
+    job = LiteMedSAMLogic(mode="exact").prepareJob(node, [roi], preset="mr")
     assert job.tasks[0].boxIjk == box
     assert job.tasks[0].segmentName == "Box 1"
     assert job.axis == 2 and not job.sliceMode and job.warnings == []
@@ -63,7 +63,7 @@ def test_ras_aligned_roi_covers_the_voxel_centres_inside_it(volume):
     """An ROI drawn in RAS (not along the grid): its box holds every voxel whose centre is inside."""
     node, image = volume
     roi = axisAlignedRoi(np.array([rasOfIndex(image, (10, 2, 2)), rasOfIndex(image, (30, 7, 6))]))
-    (task,) = LiteMedSAMLogic().prepareJob(node, [roi], preset="mr").tasks
+    (task,) = LiteMedSAMLogic(mode="exact").prepareJob(node, [roi], preset="mr").tasks
     bounds = [0.0] * 6
     roi.GetBounds(bounds)
     low, high = np.array(bounds[0::2]), np.array(bounds[1::2])
@@ -97,9 +97,9 @@ def test_roi_under_linear_transform_moves_the_box(scene, mniT1, tmp_path):
         matrix.SetElement(r, 3, shift[r])
     transform.SetMatrixTransformToParent(matrix)
     roi.SetAndObserveTransformNodeID(transform.GetID())
-    assert LiteMedSAMLogic().prepareJob(node, [roi], preset="mr").tasks[0].boxIjk == (15, 10, 2, 25, 20, 6)
+    assert LiteMedSAMLogic(mode="exact").prepareJob(node, [roi], preset="mr").tasks[0].boxIjk == (15, 10, 2, 25, 20, 6)
     node.SetAndObserveTransformNodeID(transform.GetID())  # both moved: the same voxels again
-    assert LiteMedSAMLogic().prepareJob(node, [roi], preset="mr").tasks[0].boxIjk == (10, 10, 2, 20, 20, 6)
+    assert LiteMedSAMLogic(mode="exact").prepareJob(node, [roi], preset="mr").tasks[0].boxIjk == (10, 10, 2, 20, 20, 6)
 
 
 def test_left_handed_file_is_flipped_by_the_loader_and_the_box_follows(scene, mniT1, tmp_path):
@@ -109,14 +109,14 @@ def test_left_handed_file_is_flipped_by_the_loader_and_the_box_follows(scene, mn
     nk = image.GetSize()[2]
     assert np.array_equal(slicer.util.arrayFromVolume(node), sitk.GetArrayFromImage(image)[::-1])
     corners = np.array([rasOfIndex(image, (9.5, 9.5, 1.5)), rasOfIndex(image, (20.5, 20.5, 4.5))])
-    (task,) = LiteMedSAMLogic().prepareJob(node, [axisAlignedRoi(corners)], preset="mr").tasks
+    (task,) = LiteMedSAMLogic(mode="exact").prepareJob(node, [axisAlignedRoi(corners)], preset="mr").tasks
     assert task.boxIjk == (10, 10, nk - 1 - 4, 20, 20, nk - 1 - 2)
 
 
 def test_partly_outside_roi_is_clipped_with_a_warning(scene, mniT1, tmp_path):
     node = V.load(V.save(V.oblique(mniT1), tmp_path / "v.nrrd"), "v")
     roi = createRoiFromVoxelBox(node, (-5, 90, 2, 10, 120, 6), "Edge box")
-    job = LiteMedSAMLogic().prepareJob(node, [roi], preset="mr")
+    job = LiteMedSAMLogic(mode="exact").prepareJob(node, [roi], preset="mr")
     assert job.tasks[0].boxIjk == (0, 90, 2, 10, 99, 6)
     assert len(job.warnings) == 1 and "Edge box" in job.warnings[0] and "clipped" in job.warnings[0]
 
@@ -125,7 +125,7 @@ def test_roi_outside_the_volume_is_a_clear_error(scene, mniT1, tmp_path):
     node = V.load(V.save(V.oblique(mniT1), tmp_path / "v.nrrd"), "v")
     far = createRoiFromVoxelBox(node, (200, 10, 2, 220, 20, 6), "Far box")
     with pytest.raises(ValueError, match="ROI 'Far box' does not intersect the volume"):
-        LiteMedSAMLogic().prepareJob(node, [far], preset="mr")
+        LiteMedSAMLogic(mode="exact").prepareJob(node, [far], preset="mr")
 
 
 @pytest.mark.parametrize("orientation, expected", [
@@ -150,13 +150,13 @@ def test_slice_mode_box_is_the_shown_slice(scene, mniT1, tmp_path):
     sliceNode = scene.AddNewNodeByClass("vtkMRMLSliceNode")
     sliceNode.SetOrientation("Axial")
     sliceNode.SetSliceOffset(float(rasOfIndex(image, (0, 5, 0))[2]))
-    job = LiteMedSAMLogic().prepareJob(node, [roi], sliceNode=sliceNode, preset="mr")
+    job = LiteMedSAMLogic(mode="exact").prepareJob(node, [roi], sliceNode=sliceNode, preset="mr")
     assert (job.axis, job.sliceMode, job.permutation) == (1, True, (1, 0, 2))
     assert job.tasks[0].sliceIndex == 5
     assert job.tasks[0].boxIjk == (20, 5, 30, 60, 5, 45)
     sliceNode.SetSliceOffset(float(rasOfIndex(image, (0, 9, 0))[2]))  # above the box
     with pytest.raises(ValueError, match="does not cross ROI 'Box'"):
-        LiteMedSAMLogic().prepareJob(node, [roi], sliceNode=sliceNode, preset="mr")
+        LiteMedSAMLogic(mode="exact").prepareJob(node, [roi], sliceNode=sliceNode, preset="mr")
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
@@ -176,7 +176,7 @@ def test_permutation_moves_box_and_voxels_together(axis):
 
 
 def test_bad_inputs_are_clear_value_errors(scene, mniT1, tmp_path):
-    logic = LiteMedSAMLogic()
+    logic = LiteMedSAMLogic(mode="exact")
     node = V.load(V.save(V.oblique(mniT1), tmp_path / "v.nrrd"), "v")
     roi = createRoiFromVoxelBox(node, (10, 10, 2, 20, 20, 6), "Box")
     cases = [

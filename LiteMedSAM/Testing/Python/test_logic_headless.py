@@ -45,7 +45,7 @@ def oblique(mniT1, tmp_path_factory, request):
     rois = {name: createRoiFromVoxelBox(volume, box, name) for name, box in BOXES.items()}
     sourceBefore = slicer.util.arrayFromVolume(volume).copy()
     mtimeBefore = volume.GetImageData().GetMTime()
-    logic = LiteMedSAMLogic()
+    logic = LiteMedSAMLogic(mode="exact")
     progress = []
     segmentation = logic.process(volume, list(rois.values()), preset="mr", pipeline="official", sliceExtent="roi",
                                  progressCallback=lambda done, total: progress.append((done, total)))
@@ -81,6 +81,24 @@ def test_masks_match_the_library_on_the_same_voxels(oblique, libraryMasks):
         assert actual.shape == expected.shape
         assert dice(actual, expected) > 0.999, name
         assert 300 < np.count_nonzero(actual) < 4000  # a ventricle on 5 slices, not the box
+
+
+def test_default_mode_is_fast_where_the_cpu_runs_bf16_and_segments_as_exact_does(oblique, libraryMasks):
+    """The module's default mode: fast (bfloat16) where the CPU has it (on the suite it scored as
+    exact against the labels), else exact; its masks are close to the exact ones, not equal."""
+    from LiteMedSAMLib.backends import cpu_runs_bf16, interactive_mode
+
+    logic = LiteMedSAMLogic()
+    assert logic.mode is None
+    name = "Left ventricle"
+    segmentation = logic.process(oblique["volume"], [oblique["rois"][name]], preset="mr", pipeline="official",
+                                 sliceExtent="roi", showResult=False)
+    assert logic.mode == interactive_mode() == ("fast" if cpu_runs_bf16() else "exact")
+    predictor = logic._predictors[next(reversed(logic._predictors))]
+    assert predictor.mode == logic.mode
+    actual = segmentArray(segmentation, name, oblique["volume"])
+    assert actual.any() and dice(actual, libraryMasks[name]) > 0.8
+    slicer.mrmlScene.RemoveNode(segmentation)
 
 
 def test_segments_lie_inside_their_box_and_on_dark_ventricle_voxels(oblique):

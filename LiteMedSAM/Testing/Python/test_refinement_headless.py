@@ -37,7 +37,7 @@ def case(tmp_path_factory):
     ks, js, is_ = np.nonzero(gt)
     box = (is_.min(), js.min(), ks.min(), is_.max(), js.max(), ks.max())
     roi = createRoiFromVoxelBox(volume, box, "Right temporal lobe")
-    logic = LiteMedSAMLogic()
+    logic = LiteMedSAMLogic(mode="exact")
     segmentation = logic.process(volume, roi, preset="mr", pipeline="official", sliceExtent="roi", showResult=False)
     segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Right temporal lobe")
     yield dict(scene=scene, volume=volume, gt=gt, roi=roi, logic=logic, segmentation=segmentation,
@@ -223,7 +223,7 @@ def test_segments_of_a_dropped_volume_are_no_longer_correctable(case, tmp_path):
     so instead of keeping that memory alive."""
     volume = case["volume"]
     other = V.load(V.save(sitk.ReadImage(str(EXAMPLE_IMAGE))[:, :, 8:11], tmp_path / "other.nrrd"), "other")
-    logic = LiteMedSAMLogic()
+    logic = LiteMedSAMLogic(mode="exact")
     logic.maximumCachedVolumes = 1
     first = logic.process(volume, createRoiFromVoxelBox(volume, (100, 90, 3, 130, 120, 3), "A"), preset="mr",
                           sliceExtent="roi",
@@ -289,7 +289,7 @@ def test_refine_in_two_steps_writes_what_refine_writes(fresh):
 def test_forgetting_the_scene_ends_corrections(case, tmp_path):
     """A closed scene's node IDs come back in the next scene: nothing may stay correctable."""
     volume = case["volume"]
-    logic = LiteMedSAMLogic()
+    logic = LiteMedSAMLogic(mode="exact")
     segmentation = logic.process(volume, createRoiFromVoxelBox(volume, (100, 90, 3, 130, 120, 3), "C"),
                                  preset="mr", sliceExtent="roi", showResult=False)
     segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("C")

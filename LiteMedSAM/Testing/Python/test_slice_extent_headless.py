@@ -49,7 +49,7 @@ def drawn(mniT1, tmp_path_factory):
     scene = makeScene()
     image = V.oblique(mniT1)
     volume = V.load(V.save(image, tmp_path_factory.mktemp("extent") / "oblique.nrrd"), "oblique")
-    yield dict(image=image, volume=volume, logic=LiteMedSAMLogic())
+    yield dict(image=image, volume=volume, logic=LiteMedSAMLogic(mode="exact"))
     scene.Clear(1)
 
 
