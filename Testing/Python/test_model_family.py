@@ -222,6 +222,12 @@ def test_students_run_through_predictor_and_propagation(example):
     model = build_lite_medsam(_spec("swin-litemedsam").architecture).eval()
     predictor = VolumePredictor(model)
     predictor.set_volume(image[:3], preset="mr")
-    (mask,) = segment_volume(predictor, [(14, 79, 1, 62, 130, 2)])
+    (mask,) = segment_volume(predictor, [(14, 79, 1, 62, 130, 2)], pipeline="official")
     assert mask.shape == image[:3].shape and mask.dtype == np.uint8
-    assert predictor.encoder_runs == 2
+    assert predictor.encoder_runs == 2  # two slices, each encoded once
+    fresh = VolumePredictor(model)
+    fresh.set_volume(image[:3], preset="mr")
+    (default,) = segment_volume(fresh, [(14, 79, 1, 62, 130, 2)])
+    assert default.shape == mask.shape and default.dtype == np.uint8
+    # the default encodes the start slice in both frames to choose the object's window
+    assert fresh.encoder_runs == 3
