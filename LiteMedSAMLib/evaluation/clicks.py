@@ -203,6 +203,6 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
     return {"image": str(image_path), "ground_truth": str(gt_path), "clicks": clicks,
             "correction": correction, "mask_prompt": mask_prompt,
             "pipeline": get_pipeline(pipeline).name, "tolerance_mm": tolerance_mm,
-            "mode": predictor.mode, "labels": results,
+            "mode": predictor.mode, "preset": predictor.mapping.kind, "labels": results,
             "mean": {key: [float(np.mean(col)) for col in zip(*rows)] for key, rows in padded.items()},
             "auc": {"labels": auc, "mean": auc_mean}}

@@ -76,6 +76,20 @@ def test_evaluate_clicks_command(small_case, capsys):
     assert all(s["slice_seconds"] > 0 for s in steps[1:])
 
 
+def test_evaluate_clicks_prints_its_table(small_case, capsys):
+    """Without --json: the mode, the preset auto chose, one row per label and the means."""
+    image, label = small_case
+    assert main(["evaluate-clicks", str(image), str(label), "--clicks", "1", "--mode", "torch",
+                 "--correction", "edit", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("torch mode, preset none (auto), edit correction")  # a uint8 image
+    dsc_rows = out.split("NSD@")[0].splitlines()
+    assert dsc_rows[1].split() == ["DSC", "box", "+1"]
+    label_row = dsc_rows[2].split()
+    assert label_row[:2] == ["label", "2"] and float(label_row[3]) > float(label_row[2])
+    assert "correction edit: DSC_AUC" in out
+
+
 def test_evaluate_clicks_errors(small_case, tmp_path, capsys):
     image, label = small_case
     assert main(["evaluate-clicks", str(image), str(label), "--label", "7", "--mode", "torch"]) == 2
