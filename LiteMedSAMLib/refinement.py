@@ -49,10 +49,17 @@ decoder trained for clicks and scribbles re-prompts the slice with its box (enla
 positive prompts), every prompt on the slice (a scribble as :data:`SCRIBBLE_POINTS` points) and
 the previous low-resolution logits as the mask prompt (the box result's for the first prompt,
 then those of the previous correction), as it was trained; its single output replaces the
-slice. The box pass and the re-propagation to the neighbours keep the model's own decoder.
-``correction="trained-edit"`` is the edit above with the click decoder's output (box, every
-prompt, the box result's logits) as the first candidate: what it adds or removes is still
-confined to the part at the prompt.
+slice. ``correction="trained-edit"`` is the edit above with the click decoder's output (box,
+every prompt, the box result's logits) as the first candidate: what it adds or removes on the
+slice is still confined to the part at the prompt.
+
+With either trained correction the correction is *carried* outward: the slices re-propagated
+from a corrected slice (away from the start slice) are prompted through the click decoder with
+their box and, as the mask prompt, the neighbour's result (the corrected mask as logits of
++/- :data:`CARRY_LOGIT`, then each slice's own logits), so they follow what the click said
+instead of only its box. Measured with the click protocol (model card of the click decoder):
+mean DSC after 5 clicks 0.585 -> 0.607 (trained-edit; the edit heuristic: 0.576). The box pass keeps the model's own
+decoder, so box-only results do not change.
 """
 
 from __future__ import annotations
@@ -78,6 +85,9 @@ from .propagation import CancelCheck, middle_slice, sweep_order
 SCRIBBLE_POINTS = 8
 """How many points a scribble gives the prompt encoder (evenly spaced along its stroke)."""
 CORRECTIONS = ("trained", "trained-edit", "edit", "replace")
+CARRY_LOGIT = 8.0
+"""A corrected slice's mask, handed to its outward neighbour as a mask prompt, in logits
+(+ inside, - outside; measured alike from 4 to 16)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,11 +183,14 @@ class RefinementSession:
             measured best, ``"default"``; ``"official"`` is the official script, mask for mask).
             Its window and crop set the :class:`~LiteMedSAMLib.predictor.Frame` this object is
             seen through (also for corrections); its stop rule ends the sweep with the object.
+        carry: with a trained correction, carry each correction into the slices re-propagated
+            from it through the click decoder (module docstring); ``False`` re-propagates them
+            with their box alone, as before (kept to measure against).
     """
 
     def __init__(self, predictor: VolumePredictor, box: Box3D | SliceBox | Sequence[int], *,
                  correction: str | None = None, mask_prompt: bool = True,
-                 scribble_prompt: str | None = None, pipeline=None) -> None:
+                 scribble_prompt: str | None = None, pipeline=None, carry: bool = True) -> None:
         from .click_decoder import click_decoder_for, default_correction
         from .pipeline import choose_frame, get_pipeline
         from .predictor import FramedPredictor
@@ -204,6 +217,7 @@ class RefinementSession:
         # the trained decoder is loaded (and converted) once per predictor, here: a missing or
         # corrupt file is an error when the session is made, not at the first click
         self._click_decoder = click_decoder_for(predictor) if correction.startswith("trained") else None
+        self.carry = carry and self._click_decoder is not None
         if scribble_prompt is None:
             spec = getattr(getattr(predictor, "model", None), "spec", None)
             prompts = (getattr(spec, "architecture", None) or {}).get("prompts", {})
@@ -218,6 +232,9 @@ class RefinementSession:
         self._mid_box = self.predictor.box_to_model(self.box.box2d)
         self._boxes: dict[int, np.ndarray] = {}    # the box each propagated slice was prompted with
         self._chains: dict[int, _Chain] = {}       # how each slice with prompts was built
+        # the logits a corrected slice, and each slice the correction was carried to, hands to
+        # its outward neighbour (only with a click decoder; see the module docstring)
+        self._carried: dict[int, torch.Tensor] = {}
         self.prompts: dict[int, list[Prompt]] = {}
         self.locked: set[int] = set()
         self.cleared: set[int] = set()
@@ -272,7 +289,7 @@ class RefinementSession:
         each slice (progress), ``should_cancel`` before each.
         """
         self._slab[:] = 0
-        for store in (self._boxes, self._chains, self.prompts, self._history):
+        for store in (self._boxes, self._chains, self._carried, self.prompts, self._history):
             store.clear()
         self.locked.clear()
         self.cleared.clear()
@@ -376,10 +393,10 @@ class RefinementSession:
         self._pending.clear()  # a deferred propagation of the undone step never happens
         step = self._history.pop()
         self.prompts, self.locked, self.cleared = step.prompts, step.locked, step.cleared
-        for z, (mask, box, chain) in step.slices.items():
+        for z, (mask, box, chain, carried) in step.slices.items():
             self._slab[z - self.box.z0] = mask
-            self._store(z, box, chain)
-        return sorted(z for z, (mask, _, _) in step.slices.items())
+            self._store(z, box, chain, carried)
+        return sorted(step.slices)
 
     # ----------------------------------------------------------------------------- bookkeeping
     def _check_slice(self, z: int) -> int:
@@ -406,20 +423,23 @@ class RefinementSession:
         self._step = None
         return sorted(changed)
 
-    def _store(self, z: int, box: np.ndarray | None, chain: _Chain | None) -> None:
-        for store, value in ((self._boxes, box), (self._chains, chain)):
+    def _store(self, z: int, box: np.ndarray | None, chain: _Chain | None,
+               carried: torch.Tensor | None) -> None:
+        for store, value in ((self._boxes, box), (self._chains, chain), (self._carried, carried)):
             if value is None:
                 store.pop(z, None)
             else:
                 store[z] = value
 
-    def _set(self, z: int, mask: np.ndarray, box: np.ndarray | None, chain: _Chain | None) -> bool:
+    def _set(self, z: int, mask: np.ndarray, box: np.ndarray | None, chain: _Chain | None,
+             carried: torch.Tensor | None = None) -> bool:
         """Replace slice ``z``'s state (remembered for undo); return whether its mask changed."""
         if self._step is not None and z not in self._step.slices:
-            self._step.slices[z] = (self.slice_mask(z).copy(), self._boxes.get(z), self._chains.get(z))
+            self._step.slices[z] = (self.slice_mask(z).copy(), self._boxes.get(z), self._chains.get(z),
+                                    self._carried.get(z))
         changed = not np.array_equal(self.slice_mask(z), mask)
         self._slab[z - self.box.z0] = mask
-        self._store(z, box, chain)
+        self._store(z, box, chain, carried)
         return changed
 
     def _update(self, z: int, prompts: list[Prompt]) -> list[int]:
@@ -447,12 +467,24 @@ class RefinementSession:
     def _set_propagated(self, z: int, box: np.ndarray | None) -> bool:
         if box is None:  # beyond the object's end (stop rule): empty, nothing to run
             return self._set(z, np.zeros(self._slab.shape[1:], np.uint8), box=None, chain=None)
-        mask = self.predictor.predict_model_box(z, box).mask
+        carried_in = self._carried_into(z)
+        if carried_in is None:
+            pred = self.predictor.predict_model_box(z, box)
+        else:  # a correction carried on: the click decoder, the neighbour's result as mask prompt
+            pred = self.predictor.predict_model_box(z, box, mask_input=carried_in, decoder=self._click_decoder)
+        mask = pred.mask
         if self.stop and z != self.mid and (self.pipeline.stop_area > 0 or self.pipeline.stop_iou > 0):
             neighbour = self.slice_mask(z - (1 if z > self.mid else -1))
             if object_ended(mask, neighbour, self.pipeline):
                 mask = np.zeros_like(mask)
-        return self._set(z, mask, box=box, chain=None)
+        carried = pred.low_res_logits if carried_in is not None and mask.any() else None
+        return self._set(z, mask, box=box, chain=None, carried=carried)
+
+    def _carried_into(self, z: int) -> torch.Tensor | None:
+        """The logits slice ``z``'s neighbour towards the start slice carries into it, if any."""
+        if not self.carry or z == self.mid:
+            return None
+        return self._carried.get(z - (1 if z > self.mid else -1))
 
     def _resegment(self, z: int) -> set[int]:
         """Segment slice ``z`` again from its base box and its prompts; propagate outward."""
@@ -484,7 +516,10 @@ class RefinementSession:
         for prompt in prompts[len(chain.prompts):]:
             chain.prompts.append(prompt)
             chain.masks.append(self._correct(z, chain))
-        return self._set(z, chain.masks[-1], box=None, chain=chain)
+        carried = None
+        if self.carry and chain.masks[-1].any():
+            carried = mask_logits(chain.masks[-1], getattr(self.predictor, "frame", None))
+        return self._set(z, chain.masks[-1], box=None, chain=chain, carried=carried)
 
     def _correct(self, z: int, chain: _Chain) -> np.ndarray:
         """The slice's mask after the last prompt of ``chain`` (see the module docstring)."""
@@ -598,10 +633,13 @@ class RefinementSession:
             k = z + direction
             while k in self.box.z_range and k not in anchors:
                 box = self._base_box(k)
-                if np.array_equal(box, self._boxes.get(k)):
+                same_box, was_carried = np.array_equal(box, self._boxes.get(k)), k in self._carried
+                if same_box and not was_carried and self._carried_into(k) is None:
                     break  # same prompt as before: this slice and all beyond it stay as they are
                 if self._set_propagated(k, box):
                     changed.add(k)
+                elif same_box and was_carried and k in self._carried:
+                    break  # a carried slice came out as before: the rest would (nearly) too
                 k += direction
         return changed
 
@@ -646,14 +684,24 @@ def _first_agreeing(candidates, prompt: Prompt, want_inside: bool | None = None)
     return None
 
 
+def _model_mask(full: np.ndarray, frame=None) -> np.ndarray:
+    """A slice mask in model space ``(256, 256)``, 0/1, in ``frame``'s crop when given."""
+    if frame is not None:
+        full = np.ascontiguousarray(full[frame.y0:frame.y1, frame.x0:frame.x1])
+    return pad_to_square((resize_longest_side(full.astype(np.uint8) * 255) > 0).astype(np.uint8))
+
+
+def mask_logits(mask: np.ndarray, frame=None) -> torch.Tensor:
+    """A slice mask as a model-space mask prompt ``(1, 1, 256, 256)``: +/- :data:`CARRY_LOGIT`."""
+    small = _model_mask(mask > 0, frame).astype(np.float32)
+    return torch.from_numpy((small * 2 - 1) * CARRY_LOGIT)[None, None]
+
+
 def _scribble_mask(pixels: np.ndarray, shape_yx: tuple[int, int], into: torch.Tensor | None,
                    frame=None) -> torch.Tensor:
     """Scribble pixels as a model-space mask prompt ``(1, 1, 256, 256)`` (1 on the stroke), in
     ``frame``'s crop when given (else the whole slice)."""
     full = np.zeros(shape_yx, dtype=np.uint8)
-    full[pixels[:, 1], pixels[:, 0]] = 255
-    if frame is not None:
-        full = np.ascontiguousarray(full[frame.y0:frame.y1, frame.x0:frame.x1])
-    small = pad_to_square((resize_longest_side(full) > 0).astype(np.uint8))
-    mask = torch.from_numpy(small.astype(np.float32))[None, None]
+    full[pixels[:, 1], pixels[:, 0]] = 1
+    mask = torch.from_numpy(_model_mask(full, frame).astype(np.float32))[None, None]
     return mask if into is None else torch.maximum(into, mask)

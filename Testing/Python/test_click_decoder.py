@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,6 +100,44 @@ def test_a_click_through_the_trained_decoder_raises_the_dsc_of_a_real_slice(case
     session.undo()
     scores = [before, first]
     assert dice(session.mask, gt) == pytest.approx(scores[1])  # undo restores the first click's mask
+
+
+@pytest.fixture(scope="module")
+def slab(model, example):
+    """Seven slices (9-15) of the example's left temporal lobe (label 1): start slice 12."""
+    image, label, _ = example
+    predictor = VolumePredictor(model)
+    predictor.set_volume(image[9:16], "mr")
+    return predictor, label[9:16] == 1
+
+
+def test_a_trained_correction_is_carried_into_the_slices_beyond_it(slab):
+    """The slices re-propagated from a corrected slice go through the click decoder with the
+    neighbour's result as mask prompt: they follow the click (3D DSC measured 0.825 -> 0.842
+    here); the box pass, the slices towards the start and undo are as without the carry."""
+    predictor, gt = slab
+    box = Box3D.from_mask(gt)
+    carried = RefinementSession(predictor, box, correction="trained-edit", pipeline="official")
+    plain = RefinementSession(predictor, box, correction="trained-edit", pipeline="official", carry=False)
+    assert carried.carry and not plain.carry
+    assert not RefinementSession(predictor, box, correction="edit", pipeline="official").carry
+    box_pass = carried.run()
+    assert np.array_equal(box_pass, plain.run())
+    click = next_click(box_pass, gt)
+    assert click.z == 4 and click.positive and carried.mid == 3  # a slice beyond the start slice
+    changed = carried.add_point(click.z, click.x, click.y, click.positive)
+    plain.add_point(click.z, click.x, click.y, click.positive)
+    assert changed == [4, 5, 6]
+    assert np.array_equal(carried.mask[:5], plain.mask[:5])  # the clicked slice and towards the start
+    assert not np.array_equal(carried.mask[5:], plain.mask[5:])
+    assert dice(carried.mask, gt) > dice(plain.mask, gt) + 0.01 > dice(box_pass, gt) + 0.05
+    after_click = carried.mask
+    carried.remove_prompt(click.z)  # without the prompt the slices beyond go back to the box pass
+    assert np.array_equal(carried.mask, box_pass)
+    carried.undo()
+    assert np.array_equal(carried.mask, after_click)  # the carried slices come back with the click
+    carried.undo()
+    assert np.array_equal(carried.mask, box_pass) and not carried.can_undo
 
 
 def test_openvino_click_decoder_gives_the_eager_masks(case, tmp_path):
