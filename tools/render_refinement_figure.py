@@ -2,8 +2,10 @@
 
 Left: one slice of the right temporal lobe after the box (green, reference outline white).
 Middle: the same slice after 3 clicks of the CVPR 2025 protocol (markers: + object, x
-background). Right: mean DSC after the box and each click, for the default correction
-(``edit``) and SAM-style re-prompting (``replace``), over the example's three structures.
+background), default correction (``trained-edit`` with the shipped click decoder). Right: mean
+DSC after the box and each click, for ``trained-edit``, the heuristic ``edit`` and SAM-style
+re-prompting (``replace``), over the example's three structures. Official pipeline for the box
+pass, as the README's click table.
 
     python tools/render_refinement_figure.py [-o Resources/Figures/refinement.png]
 """
@@ -39,7 +41,7 @@ def main() -> None:
     predictor.set_volume(sitk.GetArrayFromImage(image), EXAMPLE_PRESET)
 
     gt = labels == 2
-    session = RefinementSession(predictor, Box3D.from_mask(gt))
+    session = RefinementSession(predictor, Box3D.from_mask(gt), pipeline="official")
     session.run()
     clicks = []
     before = None
@@ -53,8 +55,9 @@ def main() -> None:
     after = session.mask[z]
 
     curves = {}
-    for correction in ("edit", "replace"):
-        rows = [[s.dsc for s in evaluate_clicks(predictor, labels == value, 5, spacing, correction=correction)]
+    for correction in ("trained-edit", "edit", "replace"):
+        rows = [[s.dsc for s in evaluate_clicks(predictor, labels == value, 5, spacing, correction=correction,
+                                                pipeline="official")]
                 for value in (1, 2, 3)]
         curves[correction] = np.mean(rows, axis=0)
 
@@ -83,7 +86,8 @@ def main() -> None:
         x = w - 1 - click.x if flip_cols else click.x
         axes[1].plot(x, y, marker="+" if click.positive else "x", color="yellow", markersize=12, mew=2)
     steps = np.arange(6)
-    axes[2].plot(steps, curves["edit"], "o-", label="edit (default)")
+    axes[2].plot(steps, curves["trained-edit"], "o-", label="trained-edit (default)")
+    axes[2].plot(steps, curves["edit"], "^-", label="edit (no click decoder)")
     axes[2].plot(steps, curves["replace"], "s--", label="replace (SAM-style re-prompt)")
     axes[2].set_xticks(steps, ["box", "+1", "+2", "+3", "+4", "+5"])
     axes[2].set_ylabel("mean 3D DSC, 3 structures")
@@ -93,7 +97,7 @@ def main() -> None:
     fig.tight_layout()
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output, dpi=90, bbox_inches="tight")
-    print(args.output, "edit", np.round(curves["edit"], 3), "replace", np.round(curves["replace"], 3))
+    print(args.output, *(f"{k} {np.round(v, 3)}" for k, v in curves.items()))
 
 
 if __name__ == "__main__":
