@@ -128,20 +128,26 @@ class VolumePredictor:
         self._volume: np.ndarray | None = None
         self.mapping: IntensityMapping | None = None
         self.is_rgb = False
+        self.slice_spacing: float | None = None  # mm between slices, when the caller knows it
         self.encoder_runs = 0  # how many slices were encoded: lets tests and benchmarks see cache hits
 
     # ----------------------------------------------------------------------------- set-up
     def set_volume(self, volume: np.ndarray, preset: str = "auto",
-                   window: tuple[float, float] | None = None) -> None:
+                   window: tuple[float, float] | None = None, slice_spacing: float | None = None) -> None:
         """Use ``volume`` (``[z, y, x]``, 2D, or RGB; see :func:`check_volume`) from now on.
 
         The intensity mapping to uint8 is computed here over the whole volume (``preset`` /
         ``window``, see :mod:`~LiteMedSAMLib.preprocessing`); the cache is cleared.
-        The array is referenced, not copied, and never modified.
+        The array is referenced, not copied, and never modified. ``slice_spacing`` is the
+        distance between its slices in mm (``None``: unknown); pipelines whose levers depend on
+        it read it (the default carries each slice into the next only on thin slices).
         """
         volume, rgb = check_volume(volume)
+        if slice_spacing is not None and not (np.isfinite(slice_spacing) and slice_spacing > 0):
+            raise LiteMedSAMError(f"slice spacing must be a positive number of mm, got {slice_spacing}")
         self.mapping = intensity_mapping(volume, "none" if rgb else preset, None if rgb else window)
         self._volume, self.is_rgb = volume, rgb
+        self.slice_spacing = None if slice_spacing is None else float(slice_spacing)
         self._cache.clear()
 
     @property

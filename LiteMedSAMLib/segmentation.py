@@ -44,7 +44,8 @@ def segment_image(image, boxes, *, model_name: str | None = None, weights: str |
     array = sitk.GetArrayFromImage(image)
     if predictor is None:
         predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
-    predictor.set_volume(array, preset=preset, window=window)
+    spacing = float(image.GetSpacing()[2]) if info.dimension == 3 else None
+    predictor.set_volume(array, preset=preset, window=window, slice_spacing=spacing)
     boxes = check_boxes(boxes, predictor.shape)
     if slice_index is not None:
         predictor.check_slice(slice_index)

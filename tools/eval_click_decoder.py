@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         gt, spacing = read_label_volume(label_path)
         labels = pick_labels(gt, args.labels_per_case)
         predictor.cache_slices = array.shape[0]
-        predictor.set_volume(array, preset=preset)
+        predictor.set_volume(array, preset=preset, slice_spacing=float(spacing[0]))
         start = time.perf_counter()
         if args.encode_only:
             zs = sorted({z for lab in labels for z in Box3D.from_mask(gt == lab).z_range})

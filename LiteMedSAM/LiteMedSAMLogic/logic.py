@@ -94,6 +94,13 @@ class SegmentationJob:
     def permutation(self) -> tuple[int, int, int]:
         return geometry.slicingPermutation(self.axis)
 
+    @property
+    def sliceSpacing(self) -> float | None:
+        """Distance in mm between the slices the model sees (along ``axis``, in world space)."""
+        if self.worldToIjk is None:
+            return None
+        return float(np.linalg.norm(np.linalg.inv(self.worldToIjk)[:3, self.axis]))
+
 
 def _worldToParent(node) -> np.ndarray:
     """Matrix from world RAS to the node's own RAS (identity without a parent transform)."""
@@ -382,13 +389,14 @@ class LiteMedSAMLogic(_LogicBase):
 
         if self.mode is None:
             self.mode = interactive_mode()
-        key = (job.volumeKey, job.modelName, job.preset, job.axis, self.mode)
+        key = (job.volumeKey, job.modelName, job.preset, job.axis, job.sliceSpacing, self.mode)
         if key in self._predictors:
             self._predictors.move_to_end(key)
             return self._predictors[key]
         # OpenVINO when installed (exact: the same masks as PyTorch), else eager PyTorch
         predictor = make_predictor(self._loadModel(job.modelName), self.mode)
-        predictor.set_volume(geometry.permuteArray(job.volumeArray, job.permutation), preset=job.preset)
+        predictor.set_volume(geometry.permuteArray(job.volumeArray, job.permutation), preset=job.preset,
+                             slice_spacing=job.sliceSpacing)
         self._predictors[key] = predictor
         while len(self._predictors) > self.maximumCachedVolumes:
             _, dropped = self._predictors.popitem(last=False)

@@ -183,7 +183,7 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
             raise LiteMedSAMError(f"label(s) {missing} not in {gt_path}; it has {present}")
         present = [int(v) for v in labels]
     predictor = make_predictor(load_model(model_name, weights), mode or DEFAULT_MODE, threads=threads)
-    predictor.set_volume(array, preset=preset, window=window)
+    predictor.set_volume(array, preset=preset, window=window, slice_spacing=float(spacing[0]))
     if correction is None:
         from ..click_decoder import default_correction
 

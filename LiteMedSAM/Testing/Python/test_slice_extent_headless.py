@@ -71,9 +71,15 @@ def test_placed_roi_depth_is_the_shortest_in_plane_side(drawn, automatic):
     assert task.startSlice == DRAWN_SLICE and automatic["job"].pipeline == "default"
 
 
+def test_the_job_knows_the_spacing_between_the_slices_the_model_sees(drawn, automatic):
+    job = automatic["job"]
+    assert job.sliceSpacing == pytest.approx(drawn["image"].GetSpacing()[job.axis])
+
+
 def test_automatic_extent_is_a_2d_start_from_the_drawn_slice(drawn, automatic, model):
     predictor = VolumePredictor(model)
-    predictor.set_volume(sitk.GetArrayFromImage(drawn["image"]), preset="mr")
+    predictor.set_volume(sitk.GetArrayFromImage(drawn["image"]), preset="mr",
+                         slice_spacing=automatic["job"].sliceSpacing)
     (expected,) = segment_volume(predictor, [SliceBox(DRAWN_SLICE, I0, J0, I1, J1)])
     assert dice(automatic["mask"], expected) > 0.999
     assert automatic["mask"][DRAWN_SLICE].any()
