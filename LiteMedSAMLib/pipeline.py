@@ -19,6 +19,10 @@ README, *Accuracy*):
   slid onto the next object) instead of falling back to the middle box and adding false
   positives above and below the object. 2D starts always stop; the default's ``stop_iou`` is
   0.4;
+- ``carry``: the box pass hands each slice's result to the next through the model's click
+  decoder (its box and the neighbour's low-resolution logits as the mask prompt), as
+  corrections are carried (:mod:`~LiteMedSAMLib.refinement`); no effect for a model without a
+  click decoder;
 - window choice (``window_choice``, in the default): which window pays depends on the object, so
   the start slice is segmented with both the volume's mapping and the box window and the sweep
   keeps the one whose mask scores higher (the model's predicted IoU plus ``window_choice_fit``
@@ -39,7 +43,7 @@ import numpy as np
 
 from .errors import LiteMedSAMError
 
-LEVERS = ("window", "crop", "stop")
+LEVERS = ("window", "crop", "stop", "carry")
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,29 @@ class Pipeline:
     window_choice: bool = False
     window_choice_fit: float = 0.0
     window_choice_margin: float = 0.0
+    # the box pass hands each slice's low-resolution logits to the next as a mask prompt, through
+    # the model's click decoder (box + mask prompt, as it was trained); models without one
+    # propagate as without this lever
+    carry: bool = False
+    # carry only where the slices are at most this far apart (mm; the volume's slice spacing must
+    # be known); 0: at any spacing
+    carry_max_spacing: float = 0.0
+    # carry also from a 2D start (a box on one slice, swept until the object ends)
+    carry_2d_starts: bool = True
+
+    def carries(self, slice_spacing: float | None, start_2d: bool = False) -> bool:
+        """Whether the box pass carries each slice into the next at this slice spacing (mm),
+        from a 3D box or (``start_2d``) a box on one slice."""
+        if not self.carry or (start_2d and not self.carry_2d_starts):
+            return False
+        if self.carry_max_spacing <= 0:
+            return True
+        return slice_spacing is not None and slice_spacing <= self.carry_max_spacing
 
     @property
     def is_official(self) -> bool:
         """True when nothing is added: masks identical to the official script."""
-        return not (self.window or self.crop or self.stop)
+        return not (self.window or self.crop or self.stop or self.carry)
 
 
 OFFICIAL = Pipeline("official")
@@ -91,16 +113,17 @@ DEFAULT_PIPELINE = "default"
 PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; default: "
                  "the measured best (the official one, with each object's intensity window chosen on its "
                  "start slice: the volume's own or one taken from the box's voxels, whichever the model "
-                 "segments with a higher predicted IoU and a mask that fills the box better; 2D starts also "
-                 "end where the mask stops overlapping its neighbour's); or levers added to the official "
-                 "one: official+window, +crop (crop-and-zoom), +stop (the sweep ends with the object)")
+                 "segments with a higher predicted IoU and a mask that fills the box better; "
+                 "2D starts also end where the mask stops overlapping its neighbour's); or levers added to "
+                 "a pipeline: official+window, +crop (crop-and-zoom), +stop (the sweep ends with the object), "
+                 "+carry (each slice's result is the next one's mask prompt, at any spacing)")
 
 
 def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
     """The :class:`Pipeline` named by ``spec`` (``None``: the default).
 
-    ``spec`` is a name from :data:`PIPELINES` or ``"official+LEVER[+LEVER...]"`` with levers from
-    :data:`LEVERS`.
+    ``spec`` is a name from :data:`PIPELINES`, or one of them with levers from :data:`LEVERS`
+    added: ``"official+window+crop"``, ``"default+carry"``.
     """
     if isinstance(spec, Pipeline):
         return spec
@@ -108,10 +131,13 @@ def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
     if spec in PIPELINES:
         return PIPELINES[spec]
     base, *levers = spec.split("+")
-    if base != "official" or not levers or any(lever not in LEVERS for lever in levers):
+    if base not in PIPELINES or not levers or any(lever not in LEVERS for lever in levers):
         raise LiteMedSAMError(f"unknown pipeline {spec!r}: choose {', '.join(PIPELINES)} or "
                               f"official+LEVER[+LEVER...] with levers {', '.join(LEVERS)}")
-    return replace(OFFICIAL, name=spec, **{lever: True for lever in levers})
+    changes = {lever: True for lever in levers}
+    if "carry" in levers:  # asked for by name: at any slice spacing, from any start
+        changes.update(carry_max_spacing=0.0, carry_2d_starts=True)
+    return replace(PIPELINES[base], name=spec, **changes)
 
 
 def crop_rect(box2d: tuple[int, int, int, int], shape_yx: tuple[int, int],

@@ -58,8 +58,10 @@ from a corrected slice (away from the start slice) are prompted through the clic
 their box and, as the mask prompt, the neighbour's result (the corrected mask as logits of
 +/- :data:`CARRY_LOGIT`, then each slice's own logits), so they follow what the click said
 instead of only its box. Measured with the click protocol (model card of the click decoder):
-mean DSC after 5 clicks 0.585 -> 0.607 (trained-edit; the edit heuristic: 0.576). The box pass keeps the model's own
-decoder, so box-only results do not change.
+mean DSC after 5 clicks 0.585 -> 0.607 (trained-edit; the edit heuristic: 0.576). The box pass
+starts with the model's own decoder; with the pipeline lever ``carry`` (in the default on slices
+at most 1.5 mm apart) each propagated slice also goes through the click decoder with its
+neighbour's logits as the mask prompt (:mod:`~LiteMedSAMLib.pipeline`).
 """
 
 from __future__ import annotations
@@ -191,7 +193,7 @@ class RefinementSession:
     def __init__(self, predictor: VolumePredictor, box: Box3D | SliceBox | Sequence[int], *,
                  correction: str | None = None, mask_prompt: bool = True,
                  scribble_prompt: str | None = None, pipeline=None, carry: bool = True) -> None:
-        from .click_decoder import click_decoder_for, default_correction
+        from .click_decoder import click_decoder_for, default_correction, has_click_decoder
         from .pipeline import choose_frame, get_pipeline
         from .predictor import FramedPredictor
 
@@ -216,8 +218,14 @@ class RefinementSession:
         self.correction, self.mask_prompt = correction, mask_prompt
         # the trained decoder is loaded (and converted) once per predictor, here: a missing or
         # corrupt file is an error when the session is made, not at the first click
-        self._click_decoder = click_decoder_for(predictor) if correction.startswith("trained") else None
-        self.carry = carry and self._click_decoder is not None
+        # the box pass carries too (pipeline lever "carry", for a model with a click decoder):
+        # each slice's logits into the next
+        self._carry_box_pass = (self.pipeline.carries(getattr(predictor, "slice_spacing", None),
+                                                      start_2d=isinstance(box, SliceBox))
+                                and has_click_decoder(getattr(predictor, "model", None)))
+        wants_decoder = correction.startswith("trained") or self._carry_box_pass
+        self._click_decoder = click_decoder_for(predictor) if wants_decoder else None
+        self.carry = (carry or self._carry_box_pass) and self._click_decoder is not None
         if scribble_prompt is None:
             spec = getattr(getattr(predictor, "model", None), "spec", None)
             prompts = (getattr(spec, "architecture", None) or {}).get("prompts", {})
@@ -477,7 +485,8 @@ class RefinementSession:
             neighbour = self.slice_mask(z - (1 if z > self.mid else -1))
             if object_ended(mask, neighbour, self.pipeline):
                 mask = np.zeros_like(mask)
-        carried = pred.low_res_logits if carried_in is not None and mask.any() else None
+        hands_on = carried_in is not None or (z == self.mid and self._carry_box_pass)
+        carried = pred.low_res_logits if hands_on and mask.any() else None
         return self._set(z, mask, box=box, chain=None, carried=carried)
 
     def _carried_into(self, z: int) -> torch.Tensor | None:

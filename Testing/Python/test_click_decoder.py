@@ -140,6 +140,30 @@ def test_a_trained_correction_is_carried_into_the_slices_beyond_it(slab):
     assert np.array_equal(carried.mask, box_pass) and not carried.can_undo
 
 
+def test_the_carry_lever_hands_each_box_pass_slice_to_the_next_through_the_click_decoder(slab, monkeypatch):
+    """Pipeline lever ``carry``: the start slice through the model's own decoder, every other
+    slice through the click decoder with its box and the neighbour's logits as mask prompt; a
+    model without a click decoder propagates as without the lever."""
+    predictor, gt = slab
+    box = Box3D.from_mask(gt)
+    plain = RefinementSession(predictor, box, correction="edit", pipeline="official").run()
+    calls = []
+    decoder = cd.click_decoder_for(predictor)
+    monkeypatch.setattr(predictor, "_click_decoder", lambda *a, **k: calls.append(k) or decoder(*a, **k))
+    session = RefinementSession(predictor, box, correction="edit", pipeline="official+carry")
+    assert session.carry  # the heuristic's corrections, the box pass through the click decoder
+    carried = session.run()
+    assert len(calls) == len(box.z_range) - 1 and all(k["mask_input"] is not None for k in calls)
+    assert np.array_equal(carried[session.mid], plain[session.mid])
+    assert not np.array_equal(carried, plain)
+    print("carry lever DSC", dice(plain, gt), dice(carried, gt))
+    spec = predictor.model.spec
+    without = {k: v for k, v in spec.extra.items() if k != "click_decoder"}
+    monkeypatch.setattr(predictor.model, "spec", dataclasses.replace(spec, extra=without))
+    session = RefinementSession(predictor, box, correction="edit", pipeline="official+carry")
+    assert not session.carry and np.array_equal(session.run(), plain)
+
+
 def test_openvino_click_decoder_gives_the_eager_masks(case, tmp_path):
     pytest.importorskip("openvino")
     from LiteMedSAMLib.backends.openvino_backend import OpenVINOClickDecoder
