@@ -11,8 +11,10 @@ low-resolution logits fed back as the mask prompt (SAM's interactive training)::
                       "correction": "trained"}
 
 The file lies next to the manifest in ``weights/`` (shipped with the package and the Slicer
-extension). The box pass keeps the model's own decoder; the click decoder is used only for
-corrections: ``RefinementSession(correction="trained")`` (its output replaces the slice) or
+extension). The box pass keeps the model's own decoder on its start slice; the default
+pipeline propagates it through the click decoder where the slices are at most 1.5 mm apart
+(pipeline lever ``carry``, :mod:`~LiteMedSAMLib.pipeline`). Corrections use it as
+``RefinementSession(correction="trained")`` (its output replaces the slice) or
 ``"trained-edit"`` (its output is the edit heuristic's first candidate); the entry's
 ``correction`` names the default, chosen by measurement (see the model card).
 """

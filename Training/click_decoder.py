@@ -512,8 +512,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     entry = {"filename": Path(args.output).name, "sha256": file_sha256(Path(args.output)),
              "size": Path(args.output).stat().st_size, "card": Path(args.output).stem + ".md",
              "trained_with": "Training/click_decoder.py", "steps": state["step"], "samples": state["samples"],
-             "box_pass": ("official decoder (the click decoder is used for corrections and the slices "
-                          "re-propagated from them)"),
+             "box_pass": ("official decoder on the start slice; on slices at most 1.5 mm apart the default "
+                          "pipeline propagates through the click decoder (box + the neighbour's logits); "
+                          "corrections and the slices re-propagated from them use the click decoder"),
              "correction": args.correction}
     if args.check_cache:
         entry["fp16_check"] = fp16_check(state, Path(args.check_cache))

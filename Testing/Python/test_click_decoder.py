@@ -164,6 +164,26 @@ def test_the_carry_lever_hands_each_box_pass_slice_to_the_next_through_the_click
     assert not session.carry and np.array_equal(session.run(), plain)
 
 
+def test_the_default_carries_the_box_pass_on_thin_slices_only(slab):
+    """The default pipeline carries on slices at most 1.5 mm apart (this 1 mm example), and
+    propagates as before on thick or unknown spacing."""
+    predictor, gt = slab
+    box = Box3D.from_mask(gt)
+    masks = {}
+    try:
+        for spacing in (None, 3.0, 1.0):
+            predictor.slice_spacing = spacing  # as set_volume(..., slice_spacing=) sets it, without re-encoding
+            masks[spacing] = RefinementSession(predictor, box, pipeline="default").run()
+    finally:
+        predictor.slice_spacing = None
+    assert np.array_equal(masks[None], masks[3.0])
+    assert not np.array_equal(masks[1.0], masks[3.0])
+    print("default DSC thick / thin", dice(masks[3.0], gt), dice(masks[1.0], gt))
+    with pytest.raises(LiteMedSAMError, match="slice spacing"):
+        predictor.set_volume(np.zeros((2, 8, 8), np.float32), slice_spacing=0.0)
+    assert predictor.shape == gt.shape  # the bad call changed nothing
+
+
 def test_openvino_click_decoder_gives_the_eager_masks(case, tmp_path):
     pytest.importorskip("openvino")
     from LiteMedSAMLib.backends.openvino_backend import OpenVINOClickDecoder

@@ -20,6 +20,18 @@ def test_names_levers_and_errors():
     assert p.window and p.stop and not p.crop and p.stop_iou == 0 and p.stop_area == 0
     with pytest.raises(LiteMedSAMError, match="unknown pipeline"):
         get_pipeline("official+zoom")
+    with pytest.raises(LiteMedSAMError, match="unknown pipeline"):
+        get_pipeline("best+window")
+
+
+def test_the_default_carries_on_thin_slices_only_and_the_lever_at_any_spacing():
+    assert DEFAULT.carries(1.0) and DEFAULT.carries(1.5)
+    assert not DEFAULT.carries(2.0) and not DEFAULT.carries(None)  # unknown spacing: as before
+    assert not DEFAULT.carries(1.0, start_2d=True)
+    assert not OFFICIAL.carries(0.5)
+    lever = get_pipeline("default+carry")
+    assert lever.window_choice and lever.carries(3.0) and lever.carries(None) and lever.carries(1.0, True)
+    assert get_pipeline("official+carry").carries(5.0) and not get_pipeline("official+carry").is_official
 
 
 def test_crop_is_a_square_around_the_box_moved_inside_the_slice():
