@@ -110,8 +110,9 @@ OFFICIAL = Pipeline("official")
 # the slices are at most 1.5 mm apart: on the train split it lifted the 1.5 mm aorta CT, the
 # 0.5 mm INIA19 and the stardist 3-D nuclei and lost on the 2 mm DICOM CT; on the test split
 # it lifted the 1 mm brains (MNI152 +0.07, Colin27 +0.15) and lost on the 3 mm CT and MR
-# (README, *Accuracy*). From 2D starts it lost (test split 0.716 -> 0.698: the mask prompt keeps
-# the shape going where the object ends, so the sweep stops later): not there.
+# (README, *Accuracy*). From 2D starts it lost (test split 0.716 -> 0.698, train split 0.525 ->
+# 0.398: the mask prompt keeps the shape going where the object ends, so the sweep stops
+# later): not there.
 DEFAULT = Pipeline("default", window=True, window_choice=True, window_choice_fit=1.0,
                    window_choice_margin=0.02, stop_iou=0.4, carry=True, carry_max_spacing=1.5,
                    carry_2d_starts=False)
