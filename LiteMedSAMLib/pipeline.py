@@ -143,7 +143,7 @@ def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
     base, *levers = spec.split("+")
     if base not in PIPELINES or not levers or any(lever not in LEVERS for lever in levers):
         raise LiteMedSAMError(f"unknown pipeline {spec!r}: choose {', '.join(PIPELINES)} or "
-                              f"official+LEVER[+LEVER...] with levers {', '.join(LEVERS)}")
+                              f"one of them +LEVER[+LEVER...] with levers {', '.join(LEVERS)}")
     changes = {lever: True for lever in levers}
     if "carry" in levers:  # asked for by name: at any slice spacing, from any start
         changes.update(carry_max_spacing=0.0, carry_2d_starts=True)

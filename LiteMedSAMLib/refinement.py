@@ -187,7 +187,10 @@ class RefinementSession:
             seen through (also for corrections); its stop rule ends the sweep with the object.
         carry: with a trained correction, carry each correction into the slices re-propagated
             from it through the click decoder (module docstring); ``False`` re-propagates them
-            with their box alone, as before (kept to measure against).
+            with their box alone, as before (kept to measure against). Where the pipeline
+            carries the box pass (lever ``carry``; the default on thin slices) every correction
+            is carried, whatever this says: the slices beyond it are re-propagated as the box
+            pass made them.
     """
 
     def __init__(self, predictor: VolumePredictor, box: Box3D | SliceBox | Sequence[int], *,
