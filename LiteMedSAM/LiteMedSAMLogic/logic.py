@@ -389,14 +389,15 @@ class LiteMedSAMLogic(_LogicBase):
 
         if self.mode is None:
             self.mode = interactive_mode()
-        key = (job.volumeKey, job.modelName, job.preset, job.axis, job.sliceSpacing, self.mode)
+        spacing = job.sliceSpacing
+        key = (job.volumeKey, job.modelName, job.preset, job.axis, spacing, self.mode)
         if key in self._predictors:
             self._predictors.move_to_end(key)
             return self._predictors[key]
         # OpenVINO when installed (exact: the same masks as PyTorch), else eager PyTorch
         predictor = make_predictor(self._loadModel(job.modelName), self.mode)
         predictor.set_volume(geometry.permuteArray(job.volumeArray, job.permutation), preset=job.preset,
-                             slice_spacing=job.sliceSpacing)
+                             slice_spacing=spacing)
         self._predictors[key] = predictor
         while len(self._predictors) > self.maximumCachedVolumes:
             _, dropped = self._predictors.popitem(last=False)
