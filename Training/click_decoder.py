@@ -21,6 +21,10 @@ frames and crop-and-zoom frames.
     python -m Training.click_decoder cache --index /work/cache/litemedsam-data/index.json -o CACHE
     nohup nice -n 5 python -m Training.click_decoder train --cache CACHE -o runs/click --minutes 55 &
     python -m Training.click_decoder export --run runs/click -o LiteMedSAMLib/weights/...pth
+    # propagation runs (+ correction samples on their slices), fine-tuning the shipped decoder:
+    python -m Training.click_decoder cache --index ... -o SEQ --frames 0 --sequences 160
+    python -m Training.click_decoder train --cache SEQ -o runs/prop \
+        --init LiteMedSAMLib/weights/litemedsam_click_decoder.pth
 """
 
 from __future__ import annotations
@@ -111,6 +115,72 @@ def frames_of_case(image: np.ndarray, label: np.ndarray, count: int, rng: np.ran
         yield u8, label_to_frame(lab[window]), f"crop{axis}"
 
 
+def sequences_of_case(image: np.ndarray, label: np.ndarray, spacing_zyx: tuple[float, float, float],
+                      count: int, rng: np.random.Generator, length: int = 4, crop_fraction: float = 0.2,
+                      max_gap_mm: float = 3.5, min_pixels: int = 64, preset: str = "auto"):
+    """Yield ``count`` propagation runs ``(uint8 slices [K], label frames [K, 256, 256], object,
+    kind)`` from one volume: ``length`` slices of one object along one axis (half of them
+    axial), every ``s``-th slice with ``s * spacing <= max_gap_mm`` drawn at random, starting
+    on a slice where the object covers at least ``min_pixels`` model pixels and going either
+    way (possibly past its end). One frame for the whole run, as the library keeps one per
+    object: mostly the whole slice with the volume's preset or a window from the object's
+    voxels in and around its box over the run (half each), else a crop around the object."""
+    mapping = intensity_mapping(image, preset)
+    made, tries = 0, 0
+    while made < count and tries < 50 * max(count, 1):
+        tries += 1
+        axis = int(rng.choice([0, 0, 0, 1, 2]))
+        img_v, lab_v = np.moveaxis(image, axis, 0), np.moveaxis(label, axis, 0)
+        n = lab_v.shape[0]
+        gap_max = max(1, int(max_gap_mm // max(float(spacing_zyx[axis]), 1e-6)))
+        stride = int(rng.integers(1, gap_max + 1)) * int(rng.choice([-1, 1]))
+        present = np.flatnonzero(lab_v.reshape(n, -1).max(1) > 0)
+        if not len(present):
+            continue
+        k0 = int(rng.choice(present))
+        ks = [k0 + i * stride for i in range(length)]
+        if min(ks) < 0 or max(ks) >= n:
+            continue
+        frame0 = label_to_frame(lab_v[k0])
+        ids, areas = np.unique(frame0, return_counts=True)
+        ok = [int(i) for i, a in zip(ids, areas) if i and min_pixels <= a <= 0.6 * frame0.size]
+        if not ok:
+            continue
+        obj = int(rng.choice(ok))
+        raws, labs = img_v[ks], lab_v[ks]
+        zz, ys, xs = np.nonzero(labs == obj)
+        by0, by1, bx0, bx1 = ys.min(), ys.max(), xs.min(), xs.max()
+        if rng.random() < crop_fraction:
+            cy, cx = (by0 + by1) / 2, (bx0 + bx1) / 2
+            side = max(by1 - by0 + 1, bx1 - bx0 + 1) * rng.uniform(2.0, 4.0)
+            side = int(min(max(side, 48), max(labs.shape[1:])))
+            y0 = int(np.clip(round(cy - side / 2), 0, max(0, labs.shape[1] - side)))
+            x0 = int(np.clip(round(cx - side / 2), 0, max(0, labs.shape[2] - side)))
+            window, kind = (slice(None), slice(y0, y0 + side), slice(x0, x0 + side)), f"seqcrop{axis}"
+        else:
+            window, kind = (slice(None), slice(None), slice(None)), f"seqfull{axis}"
+        if rng.random() < 0.5:  # the box window, as the library takes it (box + a quarter ring)
+            my, mx = (by1 - by0 + 1) // 4, (bx1 - bx0 + 1) // 4
+            region = raws[:, max(by0 - my, 0):by1 + my + 1, max(bx0 - mx, 0):bx1 + mx + 1]
+            u8 = [window_uint8(r[window[1:]], region) for r in raws]
+            kind += "w"
+        else:
+            u8 = [mapping.apply(r[window[1:]]) for r in raws]
+        yield u8, np.stack([label_to_frame(lab[window[1:]]) for lab in labs]), obj, f"{kind}s{abs(stride)}"
+        made += 1
+
+
+def read_spacing_zyx(image_path: str) -> tuple[float, float, float]:
+    """The voxel spacing (mm) along the array's axes (z, y, x) of an image file."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(image_path))
+    reader.ReadImageInformation()
+    spacing = tuple(float(v) for v in reversed(reader.GetSpacing()))
+    return (spacing + (1.0, 1.0, 1.0))[:3] if len(spacing) < 3 else spacing
+
+
 def cases_from_index(index: Path) -> list[dict]:
     data = json.loads(Path(index).read_text())
     cases = data["cases"] if isinstance(data, dict) else data
@@ -142,20 +212,37 @@ def cmd_cache(args: argparse.Namespace) -> int:
     for image_path, label_path, name in pairs:
         image, label = read_case(image_path, label_path)
         count = int(counts.get(name, args.frames // len(pairs)))
-        generators.append((name, enumerate(frames_of_case(image, label, count, rng))))
+        if count:
+            generators.append((name, enumerate(frames_of_case(image, label, count, rng))))
+        if args.sequences and image.ndim == 3:
+            runs = sequences_of_case(image, label, read_spacing_zyx(image_path), args.sequences // len(pairs),
+                                     rng, length=args.sequence_length)
+            generators.append((f"seq_{name}", enumerate(runs)))
     start = time.perf_counter()
     done = 0
     while generators:  # round robin over the cases, so that a partial cache already mixes them
         for entry in list(generators):
             name, frames = entry
             try:
-                i, (u8, lab, kind) = next(frames)
+                i, item = next(frames)
             except StopIteration:
                 generators.remove(entry)
                 continue
             path = out / f"{name}_{i:04d}.pt"
             if path.exists():
                 continue
+            if len(item) == 4:  # a propagation run: every slice encoded, one object
+                u8s, labs, obj, kind = item
+                with torch.no_grad():
+                    embs = torch.cat([encoder(prepare_slice(u8)) for u8 in u8s])
+                torch.save({"embeddings": embs.to(torch.float16), "labels": torch.from_numpy(labs.astype(np.int16)),
+                            "ids": [obj], "kind": kind, "case": name}, path.with_suffix(".tmp"))
+                path.with_suffix(".tmp").replace(path)
+                done += len(u8s)
+                if done % 25 < len(u8s):
+                    print(f"{done} frames, {time.perf_counter() - start:.0f} s", flush=True)
+                continue
+            u8, lab, kind = item
             ids, areas = np.unique(lab, return_counts=True)
             keep = [int(j) for j, a in zip(ids, areas) if j and MIN_PIXELS <= a <= 0.6 * lab.size]
             if not keep:
@@ -291,6 +378,9 @@ class Frames:
         self.items: dict[str, dict] = {}
         self.train: list[str] = []
         self.val: list[str] = []
+        # the propagation runs among them (each of their slices is also a frame for corrections)
+        self.seq_train: list[str] = []
+        self.seq_val: list[str] = []
         self.rescan()
 
     def rescan(self) -> None:
@@ -303,15 +393,30 @@ class Frames:
                 continue  # being written
             self.items[path.name] = item
             # held-out frames: a fixed hash of the name, so resuming keeps the split
-            (self.val if (hash_name(path.name) % 1000) < self.val_fraction * 1000 else self.train).append(path.name)
+            held_out = (hash_name(path.name) % 1000) < self.val_fraction * 1000
+            (self.val if held_out else self.train).append(path.name)
+            if "embeddings" in item:
+                (self.seq_val if held_out else self.seq_train).append(path.name)
 
     def sample(self, names: list[str], rng: np.random.Generator):
+        """``(embedding (1, 256, 64, 64), reference mask)`` of one object on a random frame of
+        ``names`` (of a propagation run: one of its slices where the object is)."""
         name = names[int(rng.integers(len(names)))]
         item = self.items[name]
         obj = int(rng.choice(item["ids"]))
+        if "embeddings" in item:
+            labels = item["labels"].numpy() == obj
+            present = np.flatnonzero(labels.reshape(len(labels), -1).sum(1) >= MIN_PIXELS)
+            k = int(rng.choice(present)) if len(present) else 0
+            return item["embeddings"][k:k + 1].float(), labels[k]
         gt = item["label"].numpy() == obj
         emb = item["embedding"][None].float()
         return emb, gt
+
+    def run(self, name: str):
+        """A propagation run: ``(embeddings (K, 256, 64, 64), reference masks (K, 256, 256))``."""
+        item = self.items[name]
+        return item["embeddings"].float(), item["labels"].numpy() == int(item["ids"][0])
 
 
 def hash_name(name: str) -> int:
@@ -353,6 +458,92 @@ def simulate(pe, md, official, emb, gt: np.ndarray, rounds: int, rng: np.random.
     return outputs, torch.from_numpy(gt.astype(np.float32))[None, None], dscs
 
 
+def model_box(mask: np.ndarray, margin: int = 3) -> np.ndarray | None:
+    """The propagation box of a 256-frame mask (its bounding box enlarged by ``margin``, as the
+    library's ``box_from_mask_model``); ``None`` when empty."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return None
+    return np.array([max(0, xs.min() - margin), max(0, ys.min() - margin),
+                     min(MODEL_INPUT_SIZE, xs.max() + margin), min(MODEL_INPUT_SIZE, ys.max() + margin)],
+                    dtype=np.float64)
+
+
+def perturbed_logits(gt: np.ndarray, rng: np.random.Generator, logit: float = 8.0) -> torch.Tensor:
+    """A corrected slice as the library carries it on (its mask as logits of +/- ``logit``),
+    from the reference mask eroded or dilated by up to 2 pixels (a correction is not perfect)."""
+    r = int(rng.integers(-2, 3))
+    mask = gt
+    if r > 0:
+        mask = ndimage.binary_dilation(gt, iterations=r)
+    elif r < 0:
+        eroded = ndimage.binary_erosion(gt, iterations=-r)
+        mask = eroded if eroded.any() else gt
+    return torch.from_numpy((mask.astype(np.float32) * 2 - 1) * logit)[None, None]
+
+
+def simulate_propagation(pe, md, official, embs: torch.Tensor, gts: np.ndarray, rng: np.random.Generator,
+                         corrected_p: float = 0.3, grad: bool = True, baseline: bool = True):
+    """One propagation run, swept as the library's carried box pass sweeps it: slice 0 through
+    the official decoder with a jittered box (with probability ``corrected_p``: the reference
+    mask as +/-8 logits, as a correction is carried on), each later slice through the trained
+    decoder with the neighbour's mask box and the neighbour's logits (detached) as the mask
+    prompt, until a mask comes out empty. Returns ``(outputs, dsc_official, dsc_carried)``:
+    ``outputs`` are ``(logits, iou, reference tensor)`` per carried slice; ``dsc_official`` the
+    box-only official decoder's DSC with the same boxes (``baseline``; else empty)."""
+    if rng.random() < corrected_p:
+        logits = perturbed_logits(gts[0], rng)
+    else:
+        with torch.no_grad():
+            logits, _ = decode(official[0], official[1], embs[0:1], jittered_box(gts[0], rng), None, None, None)
+    outputs, d_official, d_carried = [], [], []
+    for k in range(1, len(gts)):
+        box = model_box(logits[0, 0].detach().numpy() > 0)
+        if box is None:
+            break
+        emb = embs[k:k + 1]
+        with torch.set_grad_enabled(grad):
+            logits, iou = decode(pe, md, emb, box, None, None, logits.detach())
+        outputs.append((logits, iou, torch.from_numpy(gts[k].astype(np.float32))[None, None]))
+        d_carried.append(dsc(logits[0, 0].detach().numpy() > 0, gts[k]))
+        if baseline:
+            with torch.no_grad():
+                plain, _ = decode(official[0], official[1], emb, box, None, None, None)
+            d_official.append(dsc(plain[0, 0].numpy() > 0, gts[k]))
+    return outputs, d_official, d_carried
+
+
+def validate_propagation(pe, md, official, frames: Frames, samples: int = 24) -> tuple[list[float], list[float]]:
+    """Mean DSC per slice step of held-out propagation runs (slice 0 the official box pass, no
+    corrected starts; seeded): swept with the official decoder alone (each slice prompted with
+    its neighbour's mask box, as the official pipeline) and carried through ``pe``/``md``.
+    A run that stopped (empty mask) scores 0 on the slices it did not reach."""
+    names = (frames.seq_val or frames.seq_train)[:samples]
+    if not names:
+        return [], []
+    length = len(frames.run(names[0])[1])
+    sums = {"official": np.zeros(length), "carried": np.zeros(length)}
+    for i, name in enumerate(names):
+        embs, gts = frames.run(name)
+        box0 = jittered_box(gts[0], np.random.default_rng(7 + i))
+        with torch.no_grad():
+            for which in sums:
+                logits, _ = decode(official[0], official[1], embs[0:1], box0, None, None, None)
+                sums[which][0] += dsc(logits[0, 0].numpy() > 0, gts[0])
+                for k in range(1, len(gts)):
+                    box = model_box(logits[0, 0].numpy() > 0)
+                    if box is None:
+                        if not gts[k].any():  # stopped where the object ended: right
+                            sums[which][k:] += np.array([float(not g.any()) for g in gts[k:]])
+                        break
+                    if which == "official":
+                        logits, _ = decode(official[0], official[1], embs[k:k + 1], box, None, None, None)
+                    else:
+                        logits, _ = decode(pe, md, embs[k:k + 1], box, None, None, logits)
+                    sums[which][k] += dsc(logits[0, 0].numpy() > 0, gts[k])
+    return list(sums["official"] / len(names)), list(sums["carried"] / len(names))
+
+
 def validate(pe, md, official, frames: Frames, clicks: int = 5, samples: int = 32) -> list[float]:
     """Mean DSC after the box and after each of ``clicks`` centre clicks on held-out frames
     (fixed objects and boxes: seeded), no scribbles, no jitter."""
@@ -382,6 +573,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     official = (copy.deepcopy(model.prompt_encoder).eval(), copy.deepcopy(model.mask_decoder).eval())
     for p in list(official[0].parameters()) + list(official[1].parameters()):
         p.requires_grad_(False)
+    if args.init:  # fine-tune a click decoder (e.g. the shipped one) instead of the official decoder
+        from LiteMedSAMLib.registry import read_state_dict
+
+        weights = {k: v.float() if v.is_floating_point() else v for k, v in read_state_dict(Path(args.init)).items()}
+        model.prompt_encoder.load_state_dict({k[len("prompt_encoder."):]: v for k, v in weights.items()
+                                              if k.startswith("prompt_encoder.")})
+        model.mask_decoder.load_state_dict({k[len("mask_decoder."):]: v for k, v in weights.items()
+                                            if k.startswith("mask_decoder.")})
+        print(f"started from {args.init}", flush=True)
     pe, md = model.prompt_encoder.train(), model.mask_decoder.train()
     params = [p for p in list(pe.parameters()) + list(md.parameters())]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
@@ -402,7 +602,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     log = open(log_path, "w" if new_log else "a", newline="")
     writer = csv.writer(log)
     if new_log:
-        writer.writerow(["step", "samples", "wall_s", "loss", "dsc_before", "dsc_after", "rounds", "frames", "lr"])
+        writer.writerow(["step", "samples", "wall_s", "loss", "dsc_before", "dsc_after", "rounds", "frames", "lr",
+                         "prop_runs", "prop_official", "prop_carried"])
         with open(val_path, "w", newline="") as f:
             csv.writer(f).writerow(["step", "wall_s", "which"] + [f"dsc_{i}" for i in range(6)])
     start = time.perf_counter() - wall
@@ -415,8 +616,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad()
-        total, before, after, rounds_sum = 0.0, 0.0, 0.0, 0
+        total, before, after, rounds_sum, clicks_n = 0.0, 0.0, 0.0, 0, 0
+        prop_n, prop_official, prop_carried = 0, 0.0, 0.0
         for _ in range(args.accumulate):
+            if frames.seq_train and rng.random() < args.propagation:
+                embs, gts = frames.run(frames.seq_train[int(rng.integers(len(frames.seq_train)))])
+                outputs, d_off, d_car = simulate_propagation(pe, md, official, embs, gts, rng)
+                if not outputs:
+                    continue
+                loss = sum(seg_loss(lg, g) + 0.1 * F.mse_loss(iou[:, 0], _iou(lg, g)) for lg, iou, g in outputs)
+                loss = loss / len(outputs)
+                (loss / args.accumulate).backward()
+                total += loss.item()
+                prop_n += 1
+                prop_official += float(np.mean(d_off))
+                prop_carried += float(np.mean(d_car))
+                samples += 1
+                continue
             emb, gt = frames.sample(frames.train, rng)
             rounds = int(rng.choice(np.arange(1, len(ROUND_WEIGHTS) + 1), p=ROUND_WEIGHTS))
             outputs, gt_t, d = simulate(pe, md, official, emb, gt, rounds, rng, grad_rounds=args.grad_rounds)
@@ -433,14 +649,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             before += d[-2]
             after += d[-1]
             rounds_sum += len(d) - 1
+            clicks_n += 1
             samples += 1
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         wall = time.perf_counter() - start
-        a = args.accumulate
-        writer.writerow([step, samples, f"{wall:.1f}", f"{total / a:.5f}", f"{before / a:.4f}",
-                         f"{after / a:.4f}", rounds_sum, len(frames.train), f"{lr:.2e}"])
+        a, c = args.accumulate, max(clicks_n, 1)
+        writer.writerow([step, samples, f"{wall:.1f}", f"{total / a:.5f}",
+                         f"{before / c:.4f}" if clicks_n else "", f"{after / c:.4f}" if clicks_n else "",
+                         rounds_sum, len(frames.train), f"{lr:.2e}", prop_n,
+                         f"{prop_official / prop_n:.4f}" if prop_n else "",
+                         f"{prop_carried / prop_n:.4f}" if prop_n else ""])
         log.flush()
         now = time.perf_counter()
         if now - last_ckpt > args.checkpoint_minutes * 60:
@@ -449,16 +669,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         if now - last_val > args.val_minutes * 60:
             pe.eval(), md.eval()
             _write_val(val_path, step, wall, "trained", validate(pe, md, official, frames))
+            _write_val(val_path, step, wall, "prop-carried", validate_propagation(pe, md, official, frames)[1])
             pe.train(), md.train()
             last_val = time.perf_counter()
     _save(ckpt, pe, md, opt, step, samples, wall)
     pe.eval(), md.eval()
     _write_val(val_path, step, wall, "trained", validate(pe, md, official, frames))
     _write_val(val_path, step, wall, "official", validate(official[0], official[1], official, frames))
+    prop_official, prop_carried = validate_propagation(pe, md, official, frames)
+    _write_val(val_path, step, wall, "prop-carried", prop_carried)
+    _write_val(val_path, step, wall, "prop-official", prop_official)
     log.close()
     plot(out)
     print(f"done: {step} steps, {samples} samples, {wall:.0f} s", flush=True)
     return 0
+
+
+def _iou(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """The true IoU of a prediction (the IoU head's target), shape ``(1,)``."""
+    with torch.no_grad():
+        p, g = logits > 0, gt > 0
+        return ((p & g).sum() / ((p | g).sum() + 1e-6)).reshape(1)
 
 
 def _save(path: Path, pe, md, opt, step: int, samples: int, wall: float) -> None:
@@ -469,6 +700,8 @@ def _save(path: Path, pe, md, opt, step: int, samples: int, wall: float) -> None
 
 
 def _write_val(path: Path, step: int, wall: float, which: str, values: list[float]) -> None:
+    if not values:  # e.g. no propagation runs cached
+        return
     with open(path, "a", newline="") as f:
         csv.writer(f).writerow([step, f"{wall:.0f}", which] + [f"{v:.4f}" for v in values])
     print(f"val step {step} {which}: " + " ".join(f"{v:.3f}" for v in values), flush=True)
@@ -484,14 +717,21 @@ def plot(run: Path, output: Path | None = None) -> Path:
     rows = list(csv.DictReader(open(run / "log.csv")))
     steps = np.array([int(r["step"]) for r in rows])
     loss = np.array([float(r["loss"]) for r in rows])
-    gain = np.array([float(r["dsc_after"]) - float(r["dsc_before"]) for r in rows])
     k = max(1, len(rows) // 50)
-    smooth = lambda v: np.convolve(v, np.ones(k) / k, mode="valid")  # noqa: E731
+    smooth = lambda v: np.convolve(v, np.ones(min(k, len(v))) / min(k, len(v)), mode="valid")  # noqa: E731
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     axes[0].plot(steps[k - 1:], smooth(loss))
-    axes[0].set_xlabel("step"), axes[0].set_ylabel("BCE + Dice (graded round)")
-    axes[1].plot(steps[k - 1:], smooth(gain))
-    axes[1].set_xlabel("step"), axes[1].set_ylabel("DSC gain of the graded click")
+    axes[0].set_xlabel("step"), axes[0].set_ylabel("loss (graded round / carried slices)")
+    # DSC gains: of the graded click, and of the carry over the official box-only sweep
+    for before, after, label in (("dsc_before", "dsc_after", "graded click"),
+                                 ("prop_official", "prop_carried", "carry vs official")):
+        have = [r for r in rows if r.get(after)]
+        if have:
+            gain = np.array([float(r[after]) - float(r[before]) for r in have])
+            x = np.array([int(r["step"]) for r in have])
+            axes[1].plot(x[len(x) - len(smooth(gain)):], smooth(gain), label=label)
+    axes[1].set_xlabel("step"), axes[1].set_ylabel("DSC gain")
+    axes[1].legend(fontsize=8)
     fig.tight_layout()
     output = output or run / "log.png"
     fig.savefig(output, dpi=110)
@@ -587,6 +827,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("-o", "--output", required=True)
     c.add_argument("--frames", type=int, default=1200)
     c.add_argument("--case-frames", nargs="*", default=[], help="NAME=COUNT per case (default: --frames / cases)")
+    c.add_argument("--sequences", type=int, default=0,
+                   help="propagation runs in all (K slices of one object each; 3-D volumes only)")
+    c.add_argument("--sequence-length", type=int, default=4, help="slices per propagation run (K)")
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--seed", type=int, default=13)
     c.set_defaults(func=cmd_cache)
@@ -604,6 +847,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--val-minutes", type=float, default=10)
     t.add_argument("--seed", type=int, default=13)
     t.add_argument("--resume", action="store_true")
+    t.add_argument("--init", help="start from these click decoder weights (e.g. the shipped ones), not the official")
+    t.add_argument("--propagation", type=float, default=0.5,
+                   help="share of samples that are propagation runs, when the cache has them")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("export", help="write the trained prompt encoder + decoder weights")
     e.add_argument("--run", required=True)

@@ -82,3 +82,52 @@ def test_cache_train_resume_export(tmp_path, model):
     expected |= {f"mask_decoder.{k}" for k in model.mask_decoder.state_dict()}
     assert set(weights) == expected
     assert all(v.dtype == torch.float16 for v in weights.values() if v.is_floating_point())
+
+
+def test_propagation_box_and_carried_correction_match_the_library():
+    from LiteMedSAMLib.preprocessing import box_from_mask_model
+
+    mask = np.zeros((256, 256), dtype=np.uint8)
+    mask[40:90, 100:180] = 1
+    assert tc.model_box(mask).tolist() == box_from_mask_model(mask).tolist()  # square slice: same grid
+    assert tc.model_box(np.zeros((256, 256), bool)) is None
+    rng = np.random.default_rng(3)
+    gt = _disk((256, 256), (128, 128), 30)
+    for _ in range(10):
+        logits = tc.perturbed_logits(gt, rng)
+        assert logits.shape == (1, 1, 256, 256) and set(np.unique(logits.numpy())) == {-8.0, 8.0}
+        assert tc.dsc(logits[0, 0].numpy() > 0, gt) > 0.9  # at most 2 px off
+
+
+def test_propagation_runs_cache_and_train(tmp_path, model):
+    """Runs of K slices of one object are cached with every slice encoded, and the training
+    sweeps them through the decoder with the neighbour's logits (loss on each carried slice)."""
+    cache, run = tmp_path / "seq", tmp_path / "run"
+    assert tc.main(["cache", "--pair", str(EXAMPLE_IMAGE), str(EXAMPLE_LABEL), "-o", str(cache),
+                    "--frames", "0", "--sequences", "2", "--sequence-length", "3", "--threads", "2"]) == 0
+    files = sorted(cache.glob("seq_*.pt"))
+    assert len(files) == 2
+    for path in files:
+        item = torch.load(path, weights_only=True)
+        assert item["embeddings"].shape == (3, 256, 64, 64) and item["labels"].shape == (3, 256, 256)
+        (obj,) = item["ids"]
+        assert (item["labels"][0] == obj).sum() >= 64  # the run starts where the object is
+        assert item["kind"].startswith("seq")
+    frames = tc.Frames(cache, val_fraction=0.0)
+    assert sorted(frames.seq_train) == [p.name for p in files]
+    embs, gts = frames.run(frames.seq_train[0])
+    outputs, d_official, d_carried = tc.simulate_propagation(
+        model.prompt_encoder, model.mask_decoder, (model.prompt_encoder, model.mask_decoder), embs, gts,
+        np.random.default_rng(0), corrected_p=0.0, grad=False)
+    assert 1 <= len(outputs) <= 2 and len(d_official) == len(d_carried) == len(outputs)
+    assert all(0 <= d <= 1 for d in d_official + d_carried)
+    emb, gt = frames.sample(frames.seq_train, np.random.default_rng(1))  # a slice as a correction frame
+    assert emb.shape == (1, 256, 64, 64) and gt.sum() >= tc.MIN_PIXELS
+
+    assert tc.main(["train", "--cache", str(cache), "-o", str(run), "--accumulate", "2", "--warmup", "1",
+                    "--steps", "2", "--propagation", "1.0", "--init",
+                    str(EXAMPLE_IMAGE.parents[1] / "weights" / "litemedsam_click_decoder.pth")]) == 0
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert sum(int(r["prop_runs"]) for r in rows) >= 3 and all(np.isfinite(float(r["loss"])) for r in rows)
+    val = {r["which"] for r in csv.DictReader(open(run / "val.csv"))}
+    assert {"prop-carried", "prop-official"} <= val
