@@ -482,28 +482,44 @@ def perturbed_logits(gt: np.ndarray, rng: np.random.Generator, logit: float = 8.
     return torch.from_numpy((mask.astype(np.float32) * 2 - 1) * logit)[None, None]
 
 
+def chain_slices(length: int, steps: int) -> list[int]:
+    """The slice of a run of ``length`` slices at each of ``steps`` carried steps after slice
+    0: forward, then back and forth (0, 1, 2, 3, 2, 1, 0, 1, ... for 4 slices), so that a short
+    cached run stands for a long sweep and the decoder meets its own drift."""
+    period = 2 * (length - 1)
+    return [(i % period if i % period < length else period - i % period) for i in range(1, steps + 1)]
+
+
 def simulate_propagation(pe, md, official, embs: torch.Tensor, gts: np.ndarray, rng: np.random.Generator,
-                         corrected_p: float = 0.3, grad: bool = True, baseline: bool = True):
+                         corrected_p: float = 0.3, grad: bool = True, baseline: bool = True,
+                         steps: int | None = None, grad_steps: int | None = None):
     """One propagation run, swept as the library's carried box pass sweeps it: slice 0 through
     the official decoder with a jittered box (with probability ``corrected_p``: the reference
     mask as +/-8 logits, as a correction is carried on), each later slice through the trained
     decoder with the neighbour's mask box and the neighbour's logits (detached) as the mask
-    prompt, until a mask comes out empty. Returns ``(outputs, dsc_official, dsc_carried)``:
-    ``outputs`` are ``(logits, iou, reference tensor)`` per carried slice; ``dsc_official`` the
-    box-only official decoder's DSC with the same boxes (``baseline``; else empty)."""
+    prompt, until a mask comes out empty. ``steps`` carried steps (default: once through the
+    run; more go back and forth, :func:`chain_slices`), the last ``grad_steps`` of them (default:
+    all) with gradients. Returns ``(outputs, dsc_official, dsc_carried)``: ``outputs`` are
+    ``(logits, iou, reference tensor)`` per graded step; ``dsc_official`` the box-only official
+    decoder's DSC with the same boxes on those steps (``baseline``; else empty)."""
     if rng.random() < corrected_p:
         logits = perturbed_logits(gts[0], rng)
     else:
         with torch.no_grad():
             logits, _ = decode(official[0], official[1], embs[0:1], jittered_box(gts[0], rng), None, None, None)
+    order = chain_slices(len(gts), steps or len(gts) - 1)
+    graded_from = len(order) - (grad_steps or len(order))
     outputs, d_official, d_carried = [], [], []
-    for k in range(1, len(gts)):
+    for i, k in enumerate(order):
         box = model_box(logits[0, 0].detach().numpy() > 0)
         if box is None:
             break
         emb = embs[k:k + 1]
-        with torch.set_grad_enabled(grad):
+        graded = i >= graded_from
+        with torch.set_grad_enabled(grad and graded):
             logits, iou = decode(pe, md, emb, box, None, None, logits.detach())
+        if not graded:
+            continue
         outputs.append((logits, iou, torch.from_numpy(gts[k].astype(np.float32))[None, None]))
         d_carried.append(dsc(logits[0, 0].detach().numpy() > 0, gts[k]))
         if baseline:
@@ -513,16 +529,20 @@ def simulate_propagation(pe, md, official, embs: torch.Tensor, gts: np.ndarray, 
     return outputs, d_official, d_carried
 
 
-def validate_propagation(pe, md, official, frames: Frames, samples: int = 24) -> tuple[list[float], list[float]]:
-    """Mean DSC per slice step of held-out propagation runs (slice 0 the official box pass, no
+def validate_propagation(pe, md, official, frames: Frames, samples: int = 24,
+                         steps: int | None = None) -> tuple[list[float], list[float]]:
+    """Mean DSC per carried step of held-out propagation runs (slice 0 the official box pass, no
     corrected starts; seeded): swept with the official decoder alone (each slice prompted with
-    its neighbour's mask box, as the official pipeline) and carried through ``pe``/``md``.
-    A run that stopped (empty mask) scores 0 on the slices it did not reach."""
+    its neighbour's mask box, as the official pipeline) and carried through ``pe``/``md``;
+    ``steps`` past the run's length go back and forth (:func:`chain_slices`: a long sweep's
+    drift). A sweep that stopped (empty mask) scores 0 where the object goes on, 1 where it
+    ended too."""
     names = (frames.seq_val or frames.seq_train)[:samples]
     if not names:
         return [], []
     length = len(frames.run(names[0])[1])
-    sums = {"official": np.zeros(length), "carried": np.zeros(length)}
+    order = chain_slices(length, steps or length - 1)
+    sums = {"official": np.zeros(len(order) + 1), "carried": np.zeros(len(order) + 1)}
     for i, name in enumerate(names):
         embs, gts = frames.run(name)
         box0 = jittered_box(gts[0], np.random.default_rng(7 + i))
@@ -530,17 +550,16 @@ def validate_propagation(pe, md, official, frames: Frames, samples: int = 24) ->
             for which in sums:
                 logits, _ = decode(official[0], official[1], embs[0:1], box0, None, None, None)
                 sums[which][0] += dsc(logits[0, 0].numpy() > 0, gts[0])
-                for k in range(1, len(gts)):
+                for j, k in enumerate(order, start=1):
                     box = model_box(logits[0, 0].numpy() > 0)
                     if box is None:
-                        if not gts[k].any():  # stopped where the object ended: right
-                            sums[which][k:] += np.array([float(not g.any()) for g in gts[k:]])
+                        sums[which][j:] += np.array([float(not gts[kk].any()) for kk in order[j - 1:]])
                         break
                     if which == "official":
                         logits, _ = decode(official[0], official[1], embs[k:k + 1], box, None, None, None)
                     else:
                         logits, _ = decode(pe, md, embs[k:k + 1], box, None, None, logits)
-                    sums[which][k] += dsc(logits[0, 0].numpy() > 0, gts[k])
+                    sums[which][j] += dsc(logits[0, 0].numpy() > 0, gts[k])
     return list(sums["official"] / len(names)), list(sums["carried"] / len(names))
 
 
@@ -621,7 +640,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         for _ in range(args.accumulate):
             if frames.seq_train and rng.random() < args.propagation:
                 embs, gts = frames.run(frames.seq_train[int(rng.integers(len(frames.seq_train)))])
-                outputs, d_off, d_car = simulate_propagation(pe, md, official, embs, gts, rng)
+                chain = int(rng.choice(args.chain_steps))  # long sweeps too (back and forth over the run)
+                outputs, d_off, d_car = simulate_propagation(pe, md, official, embs, gts, rng, steps=chain,
+                                                             grad_steps=min(chain, len(gts) - 1))
                 if not outputs:
                     continue
                 loss = sum(seg_loss(lg, g) + 0.1 * F.mse_loss(iou[:, 0], _iou(lg, g)) for lg, iou, g in outputs)
@@ -739,8 +760,32 @@ def plot(run: Path, output: Path | None = None) -> Path:
     return output
 
 
+def average_with(state: dict, weights_path: Path, weight: float) -> dict:
+    """``state``'s prompt encoder and decoder averaged with another click decoder's weights
+    file: ``weight`` x the run + (1 - ``weight``) x the file, in float32 (a weight-space
+    ensemble of a fine-tuned model with the one it started from, as WiSE-FT, Wortsman et al.
+    2022: it keeps much of what each does well)."""
+    from LiteMedSAMLib.registry import read_state_dict
+
+    other = read_state_dict(Path(weights_path))
+    averaged = dict(state)
+    for part in ("prompt_encoder", "mask_decoder"):
+        mixed = {}
+        for key, value in state[part].items():
+            theirs = other.get(f"{part}.{key}")
+            if theirs is None or theirs.shape != value.shape:
+                raise LiteMedSAMError(f"{weights_path} has no {part}.{key} of shape {tuple(value.shape)}: "
+                                      "not a click decoder of this model")
+            mixed[key] = (weight * value.float() + (1 - weight) * theirs.float()).to(value.dtype) \
+                if value.is_floating_point() else value
+        averaged[part] = mixed
+    return averaged
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     state = torch.load(Path(args.run) / "last.pth", weights_only=False)
+    if args.average_with:
+        state = average_with(state, Path(args.average_with), args.average_weight)
     weights = {f"prompt_encoder.{k}": v for k, v in state["prompt_encoder"].items()}
     weights.update({f"mask_decoder.{k}": v for k, v in state["mask_decoder"].items()})
     if args.fp16:
@@ -848,6 +893,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=13)
     t.add_argument("--resume", action="store_true")
     t.add_argument("--init", help="start from these click decoder weights (e.g. the shipped ones), not the official")
+    t.add_argument("--chain-steps", type=int, nargs="+", default=[3],
+                   help="carried steps of a propagation sample, drawn from these (more than K-1: back and "
+                        "forth over the run; the last K-1 graded)")
     t.add_argument("--propagation", type=float, default=0.5,
                    help="share of samples that are propagation runs, when the cache has them")
     t.set_defaults(func=cmd_train)
@@ -855,6 +903,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--run", required=True)
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--fp16", action="store_true")
+    e.add_argument("--average-with", help="average the run's weights with this click decoder file (e.g. the one "
+                                           "it was fine-tuned from) before writing them")
+    e.add_argument("--average-weight", type=float, default=0.5, help="the run's share in the average")
     e.add_argument("--check-cache", help="frame cache: compare the fp16 weights' masks with float32")
     e.add_argument("--manifest", help="models.json to register the decoder in (click_decoder entry)")
     e.add_argument("--model", default="litemedsam", help="the manifest entry that gets it")

@@ -8,8 +8,10 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 import torch
 
+from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.evaluation.clicks import next_click
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL
 from Training import click_decoder as tc
@@ -91,6 +93,7 @@ def test_propagation_box_and_carried_correction_match_the_library():
     mask[40:90, 100:180] = 1
     assert tc.model_box(mask).tolist() == box_from_mask_model(mask).tolist()  # square slice: same grid
     assert tc.model_box(np.zeros((256, 256), bool)) is None
+    assert tc.chain_slices(4, 8) == [1, 2, 3, 2, 1, 0, 1, 2]  # a long sweep, back and forth over a run
     rng = np.random.default_rng(3)
     gt = _disk((256, 256), (128, 128), 30)
     for _ in range(10):
@@ -125,9 +128,32 @@ def test_propagation_runs_cache_and_train(tmp_path, model):
     assert emb.shape == (1, 256, 64, 64) and gt.sum() >= tc.MIN_PIXELS
 
     assert tc.main(["train", "--cache", str(cache), "-o", str(run), "--accumulate", "2", "--warmup", "1",
-                    "--steps", "2", "--propagation", "1.0", "--init",
+                    "--steps", "2", "--propagation", "1.0", "--chain-steps", "2", "5", "--init",
                     str(EXAMPLE_IMAGE.parents[1] / "weights" / "litemedsam_click_decoder.pth")]) == 0
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert sum(int(r["prop_runs"]) for r in rows) >= 3 and all(np.isfinite(float(r["loss"])) for r in rows)
     val = {r["which"] for r in csv.DictReader(open(run / "val.csv"))}
     assert {"prop-carried", "prop-official"} <= val
+
+
+def test_export_averages_a_run_with_the_decoder_it_started_from(tmp_path, model):
+    """``export --average-with`` writes weight x run + (1 - weight) x the given decoder file."""
+    run, start = tmp_path / "run", tmp_path / "start.pth"
+    run.mkdir()
+    pe, md = model.prompt_encoder.state_dict(), model.mask_decoder.state_dict()
+    shifted = {k: v + 1.0 if v.is_floating_point() else v for k, v in md.items()}
+    torch.save({"prompt_encoder": pe, "mask_decoder": shifted, "optimizer": {}, "step": 5, "samples": 20,
+                "wall_s": 1.0}, run / "last.pth")
+    torch.save({**{f"prompt_encoder.{k}": v for k, v in pe.items()},
+                **{f"mask_decoder.{k}": v for k, v in md.items()}}, start)
+    out = tmp_path / "soup.pth"
+    assert tc.main(["export", "--run", str(run), "-o", str(out), "--average-with", str(start),
+                    "--average-weight", "0.25"]) == 0
+    soup = torch.load(out, weights_only=True)
+    key = next(k for k, v in md.items() if v.is_floating_point())
+    assert torch.allclose(soup[f"mask_decoder.{key}"], md[key] + 0.25)
+    assert torch.equal(soup[f"prompt_encoder.{next(iter(pe))}"], next(iter(pe.values())))
+    bad = tmp_path / "bad.pth"
+    torch.save({"prompt_encoder.x": torch.zeros(1)}, bad)
+    with pytest.raises(LiteMedSAMError, match="not a click decoder"):
+        tc.main(["export", "--run", str(run), "-o", str(tmp_path / "x.pth"), "--average-with", str(bad)])
