@@ -120,7 +120,8 @@ def sequences_of_case(image: np.ndarray, label: np.ndarray, spacing_zyx: tuple[f
                       max_gap_mm: float = 3.5, min_pixels: int = 64, preset: str = "auto"):
     """Yield ``count`` propagation runs ``(uint8 slices [K], label frames [K, 256, 256], object,
     kind)`` from one volume: ``length`` slices of one object along one axis (half of them
-    axial), every ``s``-th slice with ``s * spacing <= max_gap_mm`` drawn at random, starting
+    axial; axes with slices further apart than ``max_gap_mm`` skipped), every ``s``-th slice
+    with ``s * spacing <= max_gap_mm`` drawn at random, starting
     on a slice where the object covers at least ``min_pixels`` model pixels and going either
     way (possibly past its end). One frame for the whole run, as the library keeps one per
     object: mostly the whole slice with the volume's preset or a window from the object's
@@ -132,6 +133,8 @@ def sequences_of_case(image: np.ndarray, label: np.ndarray, spacing_zyx: tuple[f
         axis = int(rng.choice([0, 0, 0, 1, 2]))
         img_v, lab_v = np.moveaxis(image, axis, 0), np.moveaxis(label, axis, 0)
         n = lab_v.shape[0]
+        if float(spacing_zyx[axis]) > max_gap_mm:  # slices along this axis lie further apart than asked
+            continue
         gap_max = max(1, int(max_gap_mm // max(float(spacing_zyx[axis]), 1e-6)))
         stride = int(rng.integers(1, gap_max + 1)) * int(rng.choice([-1, 1]))
         present = np.flatnonzero(lab_v.reshape(n, -1).max(1) > 0)
@@ -216,7 +219,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             generators.append((name, enumerate(frames_of_case(image, label, count, rng))))
         if args.sequences and image.ndim == 3:
             runs = sequences_of_case(image, label, read_spacing_zyx(image_path), args.sequences // len(pairs),
-                                     rng, length=args.sequence_length)
+                                     rng, length=args.sequence_length, max_gap_mm=args.max_gap_mm)
             generators.append((f"seq_{name}", enumerate(runs)))
     start = time.perf_counter()
     done = 0
@@ -875,6 +878,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--sequences", type=int, default=0,
                    help="propagation runs in all (K slices of one object each; 3-D volumes only)")
     c.add_argument("--sequence-length", type=int, default=4, help="slices per propagation run (K)")
+    c.add_argument("--max-gap-mm", type=float, default=3.5,
+                   help="propagation runs' slices at most this far apart (mm; axes with thicker slices are skipped)")
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--seed", type=int, default=13)
     c.set_defaults(func=cmd_cache)

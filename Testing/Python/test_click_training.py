@@ -157,3 +157,17 @@ def test_export_averages_a_run_with_the_decoder_it_started_from(tmp_path, model)
     torch.save({"prompt_encoder.x": torch.zeros(1)}, bad)
     with pytest.raises(LiteMedSAMError, match="not a click decoder"):
         tc.main(["export", "--run", str(run), "-o", str(tmp_path / "x.pth"), "--average-with", str(bad)])
+
+
+def test_propagation_runs_keep_their_slices_within_the_gap():
+    """Runs take every s-th slice with s x spacing <= max_gap_mm, and skip an axis whose
+    slices are further apart than that (thick axial slices: runs along the other axes only)."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(100, 20, size=(12, 40, 40)).astype(np.float32)
+    label = np.zeros((12, 40, 40), dtype=np.int32)
+    label[2:10, 8:30, 10:32] = 1
+    runs = list(tc.sequences_of_case(image, label, (2.0, 0.5, 0.5), 12, rng, length=3, max_gap_mm=1.5))
+    assert len(runs) == 12
+    for u8s, labs, obj, kind in runs:
+        axis, stride = int(kind.rstrip("0123456789").rstrip("sw")[-1]), int(kind.rsplit("s", 1)[1])
+        assert axis in (1, 2) and 1 <= stride <= 3 and obj == 1 and len(u8s) == 3 and labs.shape == (3, 256, 256)
