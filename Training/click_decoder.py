@@ -46,7 +46,14 @@ from scipy import ndimage
 
 from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.evaluation.clicks import next_click
-from LiteMedSAMLib.preprocessing import MODEL_INPUT_SIZE, intensity_mapping, pad_to_square, prepare_slice, resized_shape
+from LiteMedSAMLib.preprocessing import (
+    MODEL_INPUT_SIZE,
+    box_from_mask_model,
+    intensity_mapping,
+    pad_to_square,
+    prepare_slice,
+    resized_shape,
+)
 
 SCRIBBLE_POINTS = 8  # as LiteMedSAMLib.refinement.SCRIBBLE_POINTS
 MIN_PIXELS = 16      # objects smaller than this on a 256 frame are not trained on
@@ -72,14 +79,16 @@ def window_uint8(image: np.ndarray, region: np.ndarray) -> np.ndarray:
     return ((np.clip(image, lo, hi) - lo) / (hi - lo) * 255.0).astype(np.uint8)
 
 
-def read_case(image_path: str, label_path: str) -> tuple[np.ndarray, np.ndarray]:
+def read_case(image_path: str, label_path: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """``(image, label, spacing)``: the arrays (z, y, x) and the voxel spacing (mm) along those axes."""
     import SimpleITK as sitk
 
-    image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
+    itk_image = sitk.ReadImage(str(image_path))
+    image = sitk.GetArrayFromImage(itk_image)
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(label_path)))
     if image.shape != label.shape:
         raise LiteMedSAMError(f"{label_path} {label.shape} is not on the grid of {image_path} {image.shape}")
-    return image, label.astype(np.int32)
+    return image, label.astype(np.int32), tuple(float(v) for v in reversed(itk_image.GetSpacing()))
 
 
 def frames_of_case(image: np.ndarray, label: np.ndarray, count: int, rng: np.random.Generator,
@@ -151,7 +160,7 @@ def sequences_of_case(image: np.ndarray, label: np.ndarray, spacing_zyx: tuple[f
             continue
         obj = int(rng.choice(ok))
         raws, labs = img_v[ks], lab_v[ks]
-        zz, ys, xs = np.nonzero(labs == obj)
+        _, ys, xs = np.nonzero(labs == obj)
         by0, by1, bx0, bx1 = ys.min(), ys.max(), xs.min(), xs.max()
         if rng.random() < crop_fraction:
             cy, cx = (by0 + by1) / 2, (bx0 + bx1) / 2
@@ -171,17 +180,6 @@ def sequences_of_case(image: np.ndarray, label: np.ndarray, spacing_zyx: tuple[f
             u8 = [mapping.apply(r[window[1:]]) for r in raws]
         yield u8, np.stack([label_to_frame(lab[window[1:]]) for lab in labs]), obj, f"{kind}s{abs(stride)}"
         made += 1
-
-
-def read_spacing_zyx(image_path: str) -> tuple[float, float, float]:
-    """The voxel spacing (mm) along the array's axes (z, y, x) of an image file."""
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(image_path))
-    reader.ReadImageInformation()
-    spacing = tuple(float(v) for v in reversed(reader.GetSpacing()))
-    return (spacing + (1.0, 1.0, 1.0))[:3] if len(spacing) < 3 else spacing
 
 
 def cases_from_index(index: Path) -> list[dict]:
@@ -213,12 +211,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     generators = []
     for image_path, label_path, name in pairs:
-        image, label = read_case(image_path, label_path)
+        image, label, spacing = read_case(image_path, label_path)
         count = int(counts.get(name, args.frames // len(pairs)))
         if count:
             generators.append((name, enumerate(frames_of_case(image, label, count, rng))))
         if args.sequences and image.ndim == 3:
-            runs = sequences_of_case(image, label, read_spacing_zyx(image_path), args.sequences // len(pairs),
+            runs = sequences_of_case(image, label, spacing, args.sequences // len(pairs),
                                      rng, length=args.sequence_length, max_gap_mm=args.max_gap_mm)
             generators.append((f"seq_{name}", enumerate(runs)))
     start = time.perf_counter()
@@ -238,9 +236,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
                 u8s, labs, obj, kind = item
                 with torch.no_grad():
                     embs = torch.cat([encoder(prepare_slice(u8)) for u8 in u8s])
-                torch.save({"embeddings": embs.to(torch.float16), "labels": torch.from_numpy(labs.astype(np.int16)),
-                            "ids": [obj], "kind": kind, "case": name}, path.with_suffix(".tmp"))
-                path.with_suffix(".tmp").replace(path)
+                _atomic_save({"embeddings": embs.to(torch.float16), "labels": torch.from_numpy(labs.astype(np.int16)),
+                              "ids": [obj], "kind": kind, "case": name}, path)
                 done += len(u8s)
                 if done % 25 < len(u8s):
                     print(f"{done} frames, {time.perf_counter() - start:.0f} s", flush=True)
@@ -252,9 +249,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
                 continue
             with torch.no_grad():
                 emb = encoder(prepare_slice(u8))
-            torch.save({"embedding": emb[0].to(torch.float16), "label": torch.from_numpy(lab.astype(np.int16)),
-                        "ids": keep, "kind": kind, "case": name}, path.with_suffix(".tmp"))
-            path.with_suffix(".tmp").replace(path)
+            _atomic_save({"embedding": emb[0].to(torch.float16), "label": torch.from_numpy(lab.astype(np.int16)),
+                          "ids": keep, "kind": kind, "case": name}, path)
             done += 1
             if done % 25 == 0:
                 print(f"{done} frames, {time.perf_counter() - start:.0f} s", flush=True)
@@ -461,15 +457,10 @@ def simulate(pe, md, official, emb, gt: np.ndarray, rounds: int, rng: np.random.
     return outputs, torch.from_numpy(gt.astype(np.float32))[None, None], dscs
 
 
-def model_box(mask: np.ndarray, margin: int = 3) -> np.ndarray | None:
-    """The propagation box of a 256-frame mask (its bounding box enlarged by ``margin``, as the
-    library's ``box_from_mask_model``); ``None`` when empty."""
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
-        return None
-    return np.array([max(0, xs.min() - margin), max(0, ys.min() - margin),
-                     min(MODEL_INPUT_SIZE, xs.max() + margin), min(MODEL_INPUT_SIZE, ys.max() + margin)],
-                    dtype=np.float64)
+def model_box(mask: np.ndarray) -> np.ndarray | None:
+    """The propagation box of a 256-frame mask: the library's ``box_from_mask_model`` (its
+    bounding box enlarged by 3); ``None`` when empty."""
+    return box_from_mask_model(np.asarray(mask, dtype=np.uint8))
 
 
 def perturbed_logits(gt: np.ndarray, rng: np.random.Generator, logit: float = 8.0) -> torch.Tensor:
@@ -596,13 +587,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     for p in list(official[0].parameters()) + list(official[1].parameters()):
         p.requires_grad_(False)
     if args.init:  # fine-tune a click decoder (e.g. the shipped one) instead of the official decoder
-        from LiteMedSAMLib.registry import read_state_dict
-
-        weights = {k: v.float() if v.is_floating_point() else v for k, v in read_state_dict(Path(args.init)).items()}
-        model.prompt_encoder.load_state_dict({k[len("prompt_encoder."):]: v for k, v in weights.items()
-                                              if k.startswith("prompt_encoder.")})
-        model.mask_decoder.load_state_dict({k[len("mask_decoder."):]: v for k, v in weights.items()
-                                            if k.startswith("mask_decoder.")})
+        parts = decoder_parts(Path(args.init))
+        model.prompt_encoder.load_state_dict(parts["prompt_encoder"])
+        model.mask_decoder.load_state_dict(parts["mask_decoder"])
         print(f"started from {args.init}", flush=True)
     pe, md = model.prompt_encoder.train(), model.mask_decoder.train()
     params = [p for p in list(pe.parameters()) + list(md.parameters())]
@@ -664,10 +651,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 continue
             loss = sum(seg_loss(lg, gt_t) for lg, _ in outputs) / len(outputs)
             # keep the IoU head meaningful (it is not used for the choice, but the decoder ships it)
-            with torch.no_grad():
-                p = outputs[-1][0] > 0
-                iou_true = (p & (gt_t > 0)).sum() / ((p | (gt_t > 0)).sum() + 1e-6)
-            loss = loss + 0.1 * F.mse_loss(outputs[-1][1][:, 0], iou_true.reshape(1))
+            loss = loss + 0.1 * F.mse_loss(outputs[-1][1][:, 0], _iou(outputs[-1][0], gt_t))
             (loss / args.accumulate).backward()
             total += loss.item()
             before += d[-2]
@@ -717,9 +701,15 @@ def _iou(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 def _save(path: Path, pe, md, opt, step: int, samples: int, wall: float) -> None:
+    _atomic_save({"prompt_encoder": pe.state_dict(), "mask_decoder": md.state_dict(),
+                  "optimizer": opt.state_dict(), "step": step, "samples": samples, "wall_s": wall}, path)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary beside ``path``, then renamed: a reader (training on a cache
+    still being written, a resume after a kill) never sees half a file."""
     tmp = path.with_suffix(".tmp")
-    torch.save({"prompt_encoder": pe.state_dict(), "mask_decoder": md.state_dict(),
-                "optimizer": opt.state_dict(), "step": step, "samples": samples, "wall_s": wall}, tmp)
+    torch.save(obj, tmp)
     tmp.replace(path)
 
 
@@ -763,23 +753,34 @@ def plot(run: Path, output: Path | None = None) -> Path:
     return output
 
 
+def decoder_parts(weights_path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """A click decoder weights file (``prompt_encoder.*`` / ``mask_decoder.*``, as ``export``
+    writes them) as ``{"prompt_encoder": state, "mask_decoder": state}``, floats as float32."""
+    from LiteMedSAMLib.registry import read_state_dict
+
+    parts: dict[str, dict[str, torch.Tensor]] = {"prompt_encoder": {}, "mask_decoder": {}}
+    for key, value in read_state_dict(Path(weights_path)).items():
+        part, _, name = key.partition(".")
+        if part in parts:
+            parts[part][name] = value.float() if value.is_floating_point() else value
+    return parts
+
+
 def average_with(state: dict, weights_path: Path, weight: float) -> dict:
     """``state``'s prompt encoder and decoder averaged with another click decoder's weights
     file: ``weight`` x the run + (1 - ``weight``) x the file, in float32 (a weight-space
     ensemble of a fine-tuned model with the one it started from, as WiSE-FT, Wortsman et al.
     2022: it keeps much of what each does well)."""
-    from LiteMedSAMLib.registry import read_state_dict
-
-    other = read_state_dict(Path(weights_path))
+    other = decoder_parts(weights_path)
     averaged = dict(state)
     for part in ("prompt_encoder", "mask_decoder"):
         mixed = {}
         for key, value in state[part].items():
-            theirs = other.get(f"{part}.{key}")
+            theirs = other[part].get(key)
             if theirs is None or theirs.shape != value.shape:
                 raise LiteMedSAMError(f"{weights_path} has no {part}.{key} of shape {tuple(value.shape)}: "
                                       "not a click decoder of this model")
-            mixed[key] = (weight * value.float() + (1 - weight) * theirs.float()).to(value.dtype) \
+            mixed[key] = (weight * value.float() + (1 - weight) * theirs).to(value.dtype) \
                 if value.is_floating_point() else value
         averaged[part] = mixed
     return averaged
