@@ -1,0 +1,189 @@
+"""Record what the default pipeline's window choice could know on the start slice, and what each
+window gives over the whole object, for every structure of a suite split.
+
+    python tools/study_window_choice.py record --split train -o /work/cache/window_train.json
+    python tools/study_window_choice.py rules /work/cache/window_train.json
+
+``record`` runs each structure of the split (the suite's selection, 3D bounding boxes) twice with
+the default pipeline's levers: once with the volume's own intensity mapping and once with the box
+window (no choice), and writes per structure the final DSC / NSD of both, and on the start slice,
+for both windows, the features a choice rule could use: the model's predicted IoU, the mask's
+fit to the box (``box_fit``), the stability of its logits (SAM's stability score: the IoU of the
+masks at logit thresholds +1 and -1), its share of the box, the raw-intensity contrast between
+the mask and the rest of the box, and how much stronger the image's gradient is on the mask's
+border than inside the box. ``rules`` replays a family of choice rules on a recorded file (the
+choice is the only thing that differs, so replaying it is exact) and prints each rule's mean DSC
+next to the two windows', the shipped rule's and the oracle's.
+
+The choice is made on the train split; the test split is replayed once, with the rule chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from LiteMedSAMLib.backends import make_predictor  # noqa: E402
+from LiteMedSAMLib.evaluation import suite  # noqa: E402
+from LiteMedSAMLib.evaluation.metrics import dice, normalized_surface_dice  # noqa: E402
+from LiteMedSAMLib.pipeline import DEFAULT, box_fit, frame_for_box  # noqa: E402
+from LiteMedSAMLib.predictor import FramedPredictor  # noqa: E402
+from LiteMedSAMLib.propagation import middle_slice  # noqa: E402
+from LiteMedSAMLib.refinement import RefinementSession  # noqa: E402
+from LiteMedSAMLib.registry import load_model  # noqa: E402
+
+VOLUME = replace(DEFAULT, name="default-volume-mapping", window=False, window_choice=False)
+WINDOW = replace(DEFAULT, name="default-box-window", window_choice=False)
+FEATURES = ("iou", "fit", "stability", "area", "contrast", "edge")
+
+
+def slice_features(view, raw: np.ndarray, z: int, box2d) -> tuple[dict, np.ndarray]:
+    """The start slice through one window: the mask and what a rule could read from it."""
+    result = view.predict_model_box(z, view.box_to_model(box2d))
+    logits = result.low_res_logits.detach().float().numpy()[0, 0]
+    inner, outer = (logits > 1.0).sum(), (logits > -1.0).sum()
+    mask = result.mask.astype(bool)
+    x0, y0, x1, y1 = box2d
+    inside = np.zeros_like(mask)
+    inside[y0:y1 + 1, x0:x1 + 1] = True
+    values = raw.astype(np.float64)
+    a, b = values[mask & inside], values[inside & ~mask]
+    contrast = 0.0
+    if a.size > 1 and b.size > 1:
+        contrast = float(abs(a.mean() - b.mean()) / (np.sqrt(0.5 * (a.var() + b.var())) + 1e-6))
+    gy, gx = np.gradient(values)
+    grad = np.hypot(gx, gy)
+    border = mask & ~_erode(mask)
+    edge = 0.0
+    if border.any() and grad[inside].mean() > 0:
+        edge = float(grad[border].mean() / grad[inside].mean())
+    feats = {"iou": float(result.iou), "fit": box_fit(result.mask, box2d),
+             "stability": float(inner / outer) if outer else 0.0,
+             "area": float(mask[inside].mean()), "contrast": contrast, "edge": edge}
+    return feats, mask
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    m = np.pad(mask, 1)
+    return (m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:])
+
+
+def record(args) -> None:
+    cases = suite.read_index(args.data_dir, split=args.split)
+    model = load_model(None)
+    predictor = make_predictor(model, "exact", threads=args.threads)
+    rows = []
+    for case in cases:
+        loaded = suite._load(case, None)
+        eligible, _ = suite.select_structures(loaded.label, case.labels, dimension=case.dimension,
+                                              max_structures=args.max_structures,
+                                              instances=case.modality == "microscopy")
+        if not eligible:
+            continue
+        import SimpleITK as sitk
+
+        array = sitk.GetArrayFromImage(loaded.image)
+        if array.ndim == 2:
+            array = array[None]
+        spacing = float(loaded.image.GetSpacing()[2]) if case.dimension == 3 else None
+        preset = suite.PRESET_BY_MODALITY.get(case.modality, "auto")
+        predictor.set_volume(array, preset=preset, slice_spacing=spacing)
+        t0 = time.perf_counter()
+        for s, box in zip(eligible, suite._prompts(eligible, loaded.label, "box3d")):
+            gt = (loaded.label == s.value)
+            gt3 = gt if gt.ndim == 3 else gt[None]
+            z = middle_slice(box.z0, box.z1)
+            raw = predictor.raw_region(z, z + 1, 0, array.shape[1], 0, array.shape[2])[0]
+            row = {"case": case.case_id, "dataset": case.dataset, "modality": case.modality,
+                   "name": s.name, "voxels": s.voxels, "spacing": spacing}
+            frame = frame_for_box(WINDOW, predictor, box.box2d, (box.z0, box.z1))
+            for key, view in (("volume", predictor),
+                              ("window", None if frame is None else FramedPredictor(predictor, frame))):
+                if view is None:  # no box window (RGB, constant box): the same as the volume's
+                    row[key] = dict(row["volume"])
+                    continue
+                feats, mask2d = slice_features(view, raw, z, box.box2d)
+                feats["start_dsc"] = dice(mask2d, gt3[z])
+                pipeline = VOLUME if key == "volume" else WINDOW
+                mask = RefinementSession(predictor, box, pipeline=pipeline).run()
+                mask = mask.astype(bool).reshape(gt3.shape)
+                feats["dsc"] = dice(mask, gt3)
+                feats["nsd"] = normalized_surface_dice(mask.reshape(gt.shape), gt, loaded.spacing_zyx, 2.0)
+                row[key] = feats
+            rows.append(row)
+            print(f"{case.case_id} {s.name}: volume {row['volume']['dsc']:.3f} "
+                  f"window {row['window']['dsc']:.3f}", flush=True)
+        print(f"{case.case_id}: {time.perf_counter() - t0:.0f} s", flush=True)
+    Path(args.output).write_text(json.dumps({"split": args.split, "rows": rows}, indent=1))
+
+
+def choose(rows: list[dict], weights: dict, margin: float) -> np.ndarray:
+    """Keep the box window where its weighted feature score beats the volume's by > margin."""
+    def score(side):
+        return np.array([sum(w * r[side][f] for f, w in weights.items()) for r in rows])
+    return score("window") > score("volume") + margin
+
+
+def mean_dsc(rows: list[dict], keep: np.ndarray) -> float:
+    return float(np.mean([r["window"]["dsc"] if k else r["volume"]["dsc"] for r, k in zip(rows, keep)]))
+
+
+def rules(args) -> None:
+    rows = json.loads(Path(args.file).read_text())["rows"]
+    vol = np.array([r["volume"]["dsc"] for r in rows])
+    win = np.array([r["window"]["dsc"] for r in rows])
+    print(f"{len(rows)} structures: volume mapping {vol.mean():.4f}, box window {win.mean():.4f}, "
+          f"oracle {np.maximum(vol, win).mean():.4f}")
+    shipped = choose(rows, {"iou": 1.0, "fit": 1.0}, 0.02)
+    print(f"shipped rule (iou + fit, margin 0.02): {mean_dsc(rows, shipped):.4f}")
+    results = []
+    grid = {"iou": (1.0,), "fit": (0, 0.5, 1, 2), "stability": (0, 0.5, 1, 2),
+            "area": (0,), "contrast": (0, 0.05, 0.1), "edge": (0, 0.05, 0.1, 0.2)}
+    for values in itertools.product(*grid.values()):
+        weights = dict(zip(grid, values))
+        for margin in (0.0, 0.02, 0.05):
+            keep = choose(rows, weights, margin)
+            results.append((mean_dsc(rows, keep), weights, margin, int(keep.sum())))
+    results.sort(key=lambda t: -t[0])
+    for dsc, weights, margin, kept in results[:args.top]:
+        shown = ", ".join(f"{f} {w:g}" for f, w in weights.items() if w)
+        print(f"{dsc:.4f}  {shown}; margin {margin:g}; box window kept {kept}/{len(rows)}")
+    if args.rule:
+        weights = json.loads(args.rule)
+        keep = choose(rows, weights, args.margin)
+        print(f"given rule {weights}, margin {args.margin:g}: {mean_dsc(rows, keep):.4f}")
+        for r, k, s in zip(rows, keep, shipped):
+            if k != s:
+                print(f"  {r['case']} {r['name']}: shipped {'window' if s else 'volume'} -> "
+                      f"{'window' if k else 'volume'} ({r['volume']['dsc']:.3f} / {r['window']['dsc']:.3f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record")
+    rec.add_argument("--split", default="train")
+    rec.add_argument("--data-dir", default=None)
+    rec.add_argument("--max-structures", type=int, default=5)
+    rec.add_argument("--threads", type=int, default=2)
+    rec.add_argument("-o", "--output", required=True)
+    rul = sub.add_parser("rules")
+    rul.add_argument("file")
+    rul.add_argument("--top", type=int, default=15)
+    rul.add_argument("--rule", help="JSON weights of one rule to replay, e.g. '{\"iou\": 1, \"fit\": 1}'")
+    rul.add_argument("--margin", type=float, default=0.02)
+    args = parser.parse_args()
+    record(args) if args.command == "record" else rules(args)
+
+
+if __name__ == "__main__":
+    main()
