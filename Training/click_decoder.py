@@ -209,50 +209,55 @@ def cmd_cache(args: argparse.Namespace) -> int:
     encoder = predictor.encoder
     counts = dict(item.split("=") for item in args.case_frames)
     rng = np.random.default_rng(args.seed)
-    generators = []
+
+    def write_frame(item, path: Path, name: str) -> int:
+        """One slice, every object on it kept as a training label; returns the slices encoded."""
+        u8, lab, kind = item
+        ids, areas = np.unique(lab, return_counts=True)
+        keep = [int(j) for j, a in zip(ids, areas) if j and MIN_PIXELS <= a <= 0.6 * lab.size]
+        if not keep:
+            return 0
+        with torch.no_grad():
+            emb = encoder(prepare_slice(u8))
+        _atomic_save({"embedding": emb[0].to(torch.float16), "label": torch.from_numpy(lab.astype(np.int16)),
+                      "ids": keep, "kind": kind, "case": name}, path)
+        return 1
+
+    def write_run(item, path: Path, name: str) -> int:
+        """A propagation run: every slice encoded, one object; returns the slices encoded."""
+        u8s, labs, obj, kind = item
+        with torch.no_grad():
+            embs = torch.cat([encoder(prepare_slice(u8)) for u8 in u8s])
+        _atomic_save({"embeddings": embs.to(torch.float16), "labels": torch.from_numpy(labs.astype(np.int16)),
+                      "ids": [obj], "kind": kind, "case": name}, path)
+        return len(u8s)
+
+    generators = []  # (file name prefix, numbered items, the writer for that kind of item)
     for image_path, label_path, name in pairs:
         image, label, spacing = read_case(image_path, label_path)
         count = int(counts.get(name, args.frames // len(pairs)))
         if count:
-            generators.append((name, enumerate(frames_of_case(image, label, count, rng))))
+            generators.append((name, enumerate(frames_of_case(image, label, count, rng)), write_frame))
         if args.sequences and image.ndim == 3:
             runs = sequences_of_case(image, label, spacing, args.sequences // len(pairs),
                                      rng, length=args.sequence_length, max_gap_mm=args.max_gap_mm)
-            generators.append((f"seq_{name}", enumerate(runs)))
+            generators.append((f"seq_{name}", enumerate(runs), write_run))
     start = time.perf_counter()
     done = 0
     while generators:  # round robin over the cases, so that a partial cache already mixes them
         for entry in list(generators):
-            name, frames = entry
+            prefix, items, write = entry
             try:
-                i, item = next(frames)
+                i, item = next(items)
             except StopIteration:
                 generators.remove(entry)
                 continue
-            path = out / f"{name}_{i:04d}.pt"
+            path = out / f"{prefix}_{i:04d}.pt"
             if path.exists():
                 continue
-            if len(item) == 4:  # a propagation run: every slice encoded, one object
-                u8s, labs, obj, kind = item
-                with torch.no_grad():
-                    embs = torch.cat([encoder(prepare_slice(u8)) for u8 in u8s])
-                _atomic_save({"embeddings": embs.to(torch.float16), "labels": torch.from_numpy(labs.astype(np.int16)),
-                              "ids": [obj], "kind": kind, "case": name}, path)
-                done += len(u8s)
-                if done % 25 < len(u8s):
-                    print(f"{done} frames, {time.perf_counter() - start:.0f} s", flush=True)
-                continue
-            u8, lab, kind = item
-            ids, areas = np.unique(lab, return_counts=True)
-            keep = [int(j) for j, a in zip(ids, areas) if j and MIN_PIXELS <= a <= 0.6 * lab.size]
-            if not keep:
-                continue
-            with torch.no_grad():
-                emb = encoder(prepare_slice(u8))
-            _atomic_save({"embedding": emb[0].to(torch.float16), "label": torch.from_numpy(lab.astype(np.int16)),
-                          "ids": keep, "kind": kind, "case": name}, path)
-            done += 1
-            if done % 25 == 0:
+            encoded = write(item, path, prefix)
+            done += encoded
+            if encoded and done % 25 < encoded:
                 print(f"{done} frames, {time.perf_counter() - start:.0f} s", flush=True)
     print(f"cached {done} frames in {time.perf_counter() - start:.0f} s", flush=True)
     return 0
