@@ -11,9 +11,12 @@ for both windows, the features a choice rule could use: the model's predicted Io
 fit to the box (``box_fit``), the stability of its logits (SAM's stability score: the IoU of the
 masks at logit thresholds +1 and -1), its share of the box, the raw-intensity contrast between
 the mask and the rest of the box, and how much stronger the image's gradient is on the mask's
-border than inside the box. ``rules`` replays a family of choice rules on a recorded file (the
+border than inside the box; and each slice of both sweeps (predicted IoU, area, overlap with the
+slice it was prompted from, DSC). ``rules`` replays a family of choice rules on a recorded file (the
 choice is the only thing that differs, so replaying it is exact) and prints each rule's mean DSC
-next to the two windows', the shipped rule's and the oracle's.
+next to the two windows', the shipped rule's and the oracle's; ``--lookahead K`` scores rules
+that also read both sweeps' first K slices each way, ``--cross-validate`` chooses a rule on all
+datasets but one and scores the one left out (does choosing this way carry to unseen data?).
 
 The choice is made on the train split; the test split is replayed once, with the rule chosen.
 """
@@ -72,6 +75,45 @@ def slice_features(view, raw: np.ndarray, z: int, box2d) -> tuple[dict, np.ndarr
     return feats, mask
 
 
+class SweepRecorder:
+    """Record the last prediction of each slice while a sweep runs on ``predictor`` (its
+    ``predict_model_box``, which frame views and the click decoder's calls go through)."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor, self.results = predictor, {}
+
+    def __enter__(self):
+        original = self.predictor.predict_model_box
+
+        def recording(z, *args, **kwargs):
+            result = original(z, *args, **kwargs)
+            self.results[int(z)] = result
+            return result
+
+        self.predictor.predict_model_box = recording
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self.predictor.predict_model_box  # the class's method again
+
+    def rows(self, start: int, gt: np.ndarray) -> list[dict]:
+        """Per slice, in distance from the start slice: predicted IoU, area, IoU with the slice
+        one step nearer the start (what the sweep was prompted from), DSC against the label."""
+        out = []
+        for z in sorted(self.results, key=lambda k: (abs(k - start), k)):
+            mask = self.results[z].mask.astype(bool)
+            toward = z - 1 if z > start else z + 1
+            prev = self.results.get(toward)
+            overlap = None
+            if z != start and prev is not None:
+                p = prev.mask.astype(bool)
+                union = (mask | p).sum()
+                overlap = float((mask & p).sum() / union) if union else 1.0
+            out.append({"z": z, "offset": z - start, "iou": float(self.results[z].iou),
+                        "area": int(mask.sum()), "overlap": overlap, "dsc": dice(mask, gt[z])})
+        return out
+
+
 def _erode(mask: np.ndarray) -> np.ndarray:
     m = np.pad(mask, 1)
     return (m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:])
@@ -114,7 +156,9 @@ def record(args) -> None:
                 feats, mask2d = slice_features(view, raw, z, box.box2d)
                 feats["start_dsc"] = dice(mask2d, gt3[z])
                 pipeline = VOLUME if key == "volume" else WINDOW
-                mask = RefinementSession(predictor, box, pipeline=pipeline).run()
+                with SweepRecorder(predictor) as sweep:
+                    mask = RefinementSession(predictor, box, pipeline=pipeline).run()
+                feats["sweep"] = sweep.rows(z, gt3)
                 mask = mask.astype(bool).reshape(gt3.shape)
                 feats["dsc"] = dice(mask, gt3)
                 feats["nsd"] = normalized_surface_dice(mask.reshape(gt.shape), gt, loaded.spacing_zyx, 2.0)
@@ -124,6 +168,18 @@ def record(args) -> None:
                   f"window {row['window']['dsc']:.3f}", flush=True)
         print(f"{case.case_id}: {time.perf_counter() - t0:.0f} s", flush=True)
     Path(args.output).write_text(json.dumps({"split": args.split, "rows": rows}, indent=1))
+
+
+def lookahead(rows: list[dict], k: int) -> None:
+    """Add what a choice could read after sweeping ``k`` slices each way from the start with
+    both windows (2k more encoder runs per object): the mean predicted IoU over those slices
+    and the start (``look_iou``) and the mean overlap of each with its neighbour (``look_overlap``)."""
+    for r in rows:
+        for side in ("volume", "window"):
+            sweep = [s for s in r[side]["sweep"] if abs(s["offset"]) <= k]
+            r[side]["look_iou"] = float(np.mean([s["iou"] for s in sweep]))
+            overlaps = [s["overlap"] for s in sweep if s["overlap"] is not None]
+            r[side]["look_overlap"] = float(np.mean(overlaps)) if overlaps else 1.0
 
 
 def choose(rows: list[dict], weights: dict, margin: float) -> np.ndarray:
@@ -137,26 +193,67 @@ def mean_dsc(rows: list[dict], keep: np.ndarray) -> float:
     return float(np.mean([r["window"]["dsc"] if k else r["volume"]["dsc"] for r, k in zip(rows, keep)]))
 
 
+GRID = {"iou": (1.0,), "fit": (0, 0.5, 1, 2), "stability": (0, 0.5, 1, 2), "area": (0,),
+        "contrast": (0, 0.05, 0.1), "edge": (0, 0.05, 0.1, 0.2)}
+# with a look-ahead the start slice's IoU is replaced by the mean over the look-ahead
+GRID_LOOKAHEAD = {"look_iou": (1.0,), "fit": (0, 0.5, 1, 2), "look_overlap": (0, 0.5, 1, 2),
+                  "stability": (0, 1), "edge": (0, 0.05)}
+MARGINS = (0.0, 0.02, 0.05)
+TIE = 0.0005  # rules this close to the best count as tied; the one with fewest features wins
+
+
+def replay_grid(rows: list[dict], grid: dict) -> list[tuple]:
+    """Every rule of the grid replayed: ``(mean DSC, features used, weights, margin, kept)``,
+    best first."""
+    results = []
+    for values in itertools.product(*grid.values()):
+        weights = dict(zip(grid, values))
+        for margin in MARGINS:
+            keep = choose(rows, weights, margin)
+            used = sum(1 for w in weights.values() if w)
+            results.append((mean_dsc(rows, keep), used, weights, margin, int(keep.sum())))
+    results.sort(key=lambda t: -t[0])
+    return results
+
+
+def simplest_best(results: list[tuple]) -> tuple:
+    """The rule chosen from a replayed grid: the fewest features among those within ``TIE`` of
+    the best mean DSC (then the higher score)."""
+    tied = [r for r in results if r[0] >= results[0][0] - TIE]
+    return min(tied, key=lambda r: (r[1], -r[0]))
+
+
 def rules(args) -> None:
     rows = json.loads(Path(args.file).read_text())["rows"]
+    if args.lookahead:
+        lookahead(rows, args.lookahead)
     vol = np.array([r["volume"]["dsc"] for r in rows])
     win = np.array([r["window"]["dsc"] for r in rows])
     print(f"{len(rows)} structures: volume mapping {vol.mean():.4f}, box window {win.mean():.4f}, "
           f"oracle {np.maximum(vol, win).mean():.4f}")
     shipped = choose(rows, {"iou": 1.0, "fit": 1.0}, 0.02)
     print(f"shipped rule (iou + fit, margin 0.02): {mean_dsc(rows, shipped):.4f}")
-    results = []
-    grid = {"iou": (1.0,), "fit": (0, 0.5, 1, 2), "stability": (0, 0.5, 1, 2),
-            "area": (0,), "contrast": (0, 0.05, 0.1), "edge": (0, 0.05, 0.1, 0.2)}
-    for values in itertools.product(*grid.values()):
-        weights = dict(zip(grid, values))
-        for margin in (0.0, 0.02, 0.05):
-            keep = choose(rows, weights, margin)
-            results.append((mean_dsc(rows, keep), weights, margin, int(keep.sum())))
-    results.sort(key=lambda t: -t[0])
-    for dsc, weights, margin, kept in results[:args.top]:
+    grid = GRID_LOOKAHEAD if args.lookahead else GRID
+    results = replay_grid(rows, grid)
+    for dsc, _, weights, margin, kept in results[:args.top]:
         shown = ", ".join(f"{f} {w:g}" for f, w in weights.items() if w)
         print(f"{dsc:.4f}  {shown}; margin {margin:g}; box window kept {kept}/{len(rows)}")
+    dsc, _, weights, margin, _ = simplest_best(results)
+    print(f"simplest within {TIE:g} of the best: {weights}, margin {margin:g}: {dsc:.4f}")
+    if args.cross_validate:
+        pooled = {"shipped": [], "chosen": []}
+        for group in sorted({r["dataset"] for r in rows}):
+            seen = [r for r in rows if r["dataset"] != group]
+            held = [r for r in rows if r["dataset"] == group]
+            _, _, w, m, _ = simplest_best(replay_grid(seen, grid))
+            got = {"shipped": mean_dsc(held, choose(held, {"iou": 1.0, "fit": 1.0}, 0.02)),
+                   "chosen": mean_dsc(held, choose(held, w, m))}
+            for key, value in got.items():
+                pooled[key] += [value] * len(held)
+            print(f"  {group} left out ({len(held)}): shipped {got['shipped']:.4f}, chosen on the "
+                  f"others {got['chosen']:.4f} ({w}, margin {m:g})")
+        print(f"leave one dataset out, pooled: shipped {np.mean(pooled['shipped']):.4f}, "
+              f"chosen {np.mean(pooled['chosen']):.4f}")
     if args.rule:
         weights = json.loads(args.rule)
         keep = choose(rows, weights, args.margin)
@@ -181,6 +278,10 @@ def main() -> None:
     rul.add_argument("--top", type=int, default=15)
     rul.add_argument("--rule", help="JSON weights of one rule to replay, e.g. '{\"iou\": 1, \"fit\": 1}'")
     rul.add_argument("--margin", type=float, default=0.02)
+    rul.add_argument("--cross-validate", action="store_true",
+                     help="choose on all datasets but one, score the one left out, for each")
+    rul.add_argument("--lookahead", type=int, default=0,
+                     help="also read the sweep's first K slices each way (needs a record with sweeps)")
     args = parser.parse_args()
     record(args) if args.command == "record" else rules(args)
 

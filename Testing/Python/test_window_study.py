@@ -57,3 +57,11 @@ def test_a_rule_replays_the_recorded_windows_exactly():
     assert keep.tolist() == [True, False, False]  # the second wins by 0.01 only: not kept
     assert np.isclose(study.mean_dsc(rows, keep), (0.7 + 0.9 + 0.8) / 3)
     assert study.choose(rows, {"iou": 1.0}, 0.0).tolist() == [True, True, False]
+
+
+def test_the_chosen_rule_is_the_simplest_of_those_tied_with_the_best():
+    results = [(0.700, 3, {"iou": 1, "fit": 1, "edge": 0.1}, 0.0, 5),
+               (0.6996, 2, {"iou": 1, "fit": 1}, 0.02, 4),  # within 0.0005: tied, fewer features
+               (0.690, 1, {"iou": 1}, 0.0, 6)]
+    assert study.simplest_best(results) == results[1]
+    assert study.simplest_best(results[:1] + results[2:]) == results[0]
