@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -46,7 +47,6 @@ from LiteMedSAMLib.registry import load_model  # noqa: E402
 
 VOLUME = replace(DEFAULT, name="default-volume-mapping", window=False, window_choice=False)
 WINDOW = replace(DEFAULT, name="default-box-window", window_choice=False)
-FEATURES = ("iou", "fit", "stability", "area", "contrast", "edge")
 
 
 def slice_features(view, raw: np.ndarray, z: int, box2d) -> tuple[dict, np.ndarray]:
@@ -131,8 +131,6 @@ def record(args) -> None:
                                               instances=case.modality == "microscopy")
         if not eligible:
             continue
-        import SimpleITK as sitk
-
         array = sitk.GetArrayFromImage(loaded.image)
         if array.ndim == 2:
             array = array[None]
