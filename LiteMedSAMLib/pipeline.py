@@ -28,6 +28,16 @@ README, *Accuracy*):
   keeps the one whose mask scores higher (the model's predicted IoU plus ``window_choice_fit``
   times :func:`box_fit`, the mask's fit to the box; :func:`choose_frame`).
 
+Measured on the suite and not adopted (2026-12-06; README, *Accuracy*), kept as levers so the
+measurements can be rerun:
+
+- ``ensemble``: every slice segmented through both the volume's mapping and the box window,
+  their low-resolution logits averaged (:class:`~LiteMedSAMLib.predictor.EnsembleView`);
+- ``carry2d``: 2D starts carry too, each carried slice checked against the box alone (the
+  sweep ends where the model's own decoder, given the slice's box, ends the object);
+- ``centred``: on CT the box window keeps the volume's width and is centred on the median of
+  the box's central part (:func:`centred_window`).
+
 A pipeline is named (``"official"``, ``"default"``) or written as levers added to the official
 one: ``"official+window+crop"``. :func:`frame_for_box` turns a pipeline and a box into the
 :class:`~LiteMedSAMLib.predictor.Frame` the model sees (:func:`choose_frame`, with the choice
@@ -43,7 +53,7 @@ import numpy as np
 
 from .errors import LiteMedSAMError
 
-LEVERS = ("window", "crop", "stop", "carry")
+LEVERS = ("window", "crop", "stop", "carry", "ensemble", "carry2d", "centred")
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,18 @@ class Pipeline:
     carry_max_spacing: float = 0.0
     # carry also from a 2D start (a box on one slice, swept until the object ends)
     carry_2d_starts: bool = True
+    # instead of choosing one window, every slice is segmented with both the volume's mapping
+    # and the box window and their low-resolution logits averaged (EnsembleView)
+    window_ensemble: bool = False
+    # a carried sweep that stops (2D starts) ends where the box alone would end it: each carried
+    # slice is also segmented with its box through the model's own decoder, and the stop rule
+    # (empty, or object_ended against the neighbour) is applied to that mask
+    carry_stop_check: bool = False
+    # on CT (a volume mapped with a W/L window) the box window keeps the volume's width and is
+    # centred on the median of the box's central part (the object), instead of stretching the
+    # box's percentiles: soft-tissue organs keep about the window the model was trained with,
+    # vessels with contrast and bone get it moved to their own intensity
+    window_centred_ct: bool = False
 
     def carries(self, slice_spacing: float | None, start_2d: bool = False) -> bool:
         """Whether the box pass carries each slice into the next at this slice spacing (mm),
@@ -92,7 +114,7 @@ class Pipeline:
     @property
     def is_official(self) -> bool:
         """True when nothing is added: masks identical to the official script."""
-        return not (self.window or self.crop or self.stop or self.carry)
+        return not (self.window or self.crop or self.stop or self.carry or self.window_ensemble)
 
 
 OFFICIAL = Pipeline("official")
@@ -126,7 +148,10 @@ PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; defa
                  "through the click decoder; "
                  "2D starts also end where the mask stops overlapping its neighbour's); or levers added to "
                  "a pipeline: official+window, +crop (crop-and-zoom), +stop (the sweep ends with the object), "
-                 "+carry (each slice's result is the next one's mask prompt, at any spacing)")
+                 "+carry (each slice's result is the next one's mask prompt, at any spacing); measured "
+                 "and not adopted: +ensemble (both windows' logits averaged on every slice), +carry2d (2D "
+                 "starts carry, ending where the box alone ends the object), +centred (CT box window of the "
+                 "volume's width centred on the box's centre)")
 
 
 def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
@@ -144,7 +169,13 @@ def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
     if base not in PIPELINES or not levers or any(lever not in LEVERS for lever in levers):
         raise LiteMedSAMError(f"unknown pipeline {spec!r}: choose {', '.join(PIPELINES)} or "
                               f"one of them +LEVER[+LEVER...] with levers {', '.join(LEVERS)}")
-    changes = {lever: True for lever in levers}
+    changes = {lever: True for lever in levers if lever not in ("ensemble", "carry2d", "centred")}
+    if "centred" in levers:
+        changes.update(window_centred_ct=True)
+    if "carry2d" in levers:  # 2D starts carry too, and end where the box alone ends them
+        changes.update(carry=True, carry_2d_starts=True, carry_stop_check=True)
+    if "ensemble" in levers:  # both windows on every slice, nothing to choose
+        changes.update(window=True, window_ensemble=True, window_choice=False)
     if "carry" in levers:  # asked for by name: at any slice spacing, from any start
         changes.update(carry_max_spacing=0.0, carry_2d_starts=True)
     return replace(PIPELINES[base], name=spec, **changes)
@@ -183,6 +214,22 @@ def box_window(region: np.ndarray, percentiles: tuple[float, float]):
     return IntensityMapping("box", float(lo), float(hi), float(lo), float(hi))
 
 
+CT_KINDS = ("ct", "ct-soft-tissue", "ct-lung", "ct-bone", "ct-brain", "window")
+
+
+def centred_window(region: np.ndarray, width: float):
+    """A CT window of ``width`` centred on the median of ``region``'s raw voxels (the object at a
+    box's centre), mapped to 0-255; ``None`` for an empty region."""
+    from .preprocessing import IntensityMapping
+
+    values = np.asarray(region, dtype=np.float64).ravel()
+    if not values.size or not width > 0:
+        return None
+    level = float(np.median(values))
+    lower, upper = level - width / 2, level + width / 2
+    return IntensityMapping("box", lower, upper, lower, upper)
+
+
 def frame_for_box(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int],
                   z_range: tuple[int, int]):
     """The :class:`~LiteMedSAMLib.predictor.Frame` the model sees for one object, or ``None``
@@ -210,7 +257,13 @@ def frame_for_box(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int
         mx, my = (bx1 - bx0 + 1) // 4, (by1 - by0 + 1) // 4
         region = predictor.raw_region(z0, z1 + 1, max(by0 - my, 0), min(by1 + my + 1, h),
                                       max(bx0 - mx, 0), min(bx1 + mx + 1, w))
-        mapping = box_window(region, pipeline.window_percentiles)
+        volume = predictor.mapping
+        if pipeline.window_centred_ct and volume.kind in CT_KINDS:
+            cx, cy = (bx1 - bx0 + 1) // 4, (by1 - by0 + 1) // 4
+            centre = predictor.raw_region(z0, z1 + 1, by0 + cy, by1 - cy + 1, bx0 + cx, bx1 - cx + 1)
+            mapping = centred_window(centre, volume.upper - volume.lower)
+        else:
+            mapping = box_window(region, pipeline.window_percentiles)
     if mapping is None and (x0, y0, x1, y1) == (0, 0, w, h):
         return None
     return Frame(x0, y0, x1, y1, mapping)
@@ -241,6 +294,28 @@ class WindowChoice:
     fit_volume: float
     fit_window: float
     kept_window: bool
+
+
+def object_view(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int],
+                z_range: tuple[int, int], z_start: int):
+    """What one object is segmented through: the predictor itself, a
+    :class:`~LiteMedSAMLib.predictor.FramedPredictor`, or (lever ``ensemble``) an
+    :class:`~LiteMedSAMLib.predictor.EnsembleView` of the volume's mapping and the box window.
+
+    Returns ``(view, choice)`` as :func:`choose_frame` does.
+    """
+    from .predictor import EnsembleView, FramedPredictor
+
+    frame, choice = choose_frame(pipeline, predictor, box2d, z_range, z_start)
+    if frame is None:
+        return predictor, choice
+    if pipeline.window_ensemble and frame.mapping is not None:
+        nz, h, w = predictor.shape
+        plain = replace(frame, mapping=None)
+        plain_view = (predictor if (plain.x0, plain.y0, plain.x1, plain.y1) == (0, 0, w, h)
+                      else FramedPredictor(predictor, plain))
+        return EnsembleView([plain_view, FramedPredictor(predictor, frame)]), choice
+    return FramedPredictor(predictor, frame), choice
 
 
 def choose_frame(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int],

@@ -368,3 +368,59 @@ class FramedPredictor:
     @property
     def pixels_per_model_unit(self) -> float:
         return max(self.frame.hw) / MODEL_INPUT_SIZE
+
+
+class EnsembleView:
+    """One object seen through several intensity mappings of the same slice grid at once.
+
+    Every prompt goes to each view (the volume's own mapping and a box window, say); their
+    low-resolution logits are averaged and the mask is the average's. The views must share
+    their geometry (whole slice or the same crop) so that their logits line up pixel for
+    pixel; everything that is not a prediction (shape, transforms, the model) is the first
+    view's. Used by the pipeline lever ``ensemble`` (:mod:`~LiteMedSAMLib.pipeline`).
+    """
+
+    def __init__(self, views: list) -> None:
+        if len(views) < 2:
+            raise LiteMedSAMError("an ensemble needs at least two views")
+        frames = {_view_rect(v) for v in views}
+        if len(frames) != 1:
+            raise LiteMedSAMError("the views of an ensemble must show the same part of the slice")
+        self.views = list(views)
+
+    def __getattr__(self, name: str):
+        return getattr(self.views[0], name)
+
+    @staticmethod
+    def _mean(predictions: list[SlicePrediction], hw: tuple[int, int], paste) -> SlicePrediction:
+        logits = torch.stack([p.low_res_logits for p in predictions]).mean(dim=0)
+        iou = float(np.mean([p.iou for p in predictions]))
+        return SlicePrediction(paste(logits_to_mask(logits, hw)), iou, logits)
+
+    def _paste(self, mask: np.ndarray) -> np.ndarray:
+        frame = getattr(self.views[0], "frame", None)
+        return self.views[0].base._paste(mask, frame)
+
+    def _hw(self) -> tuple[int, int]:
+        frame = getattr(self.views[0], "frame", None)
+        return self.views[0].shape[1:] if frame is None else frame.hw
+
+    def predict_model_box(self, z, box_model, points_model=None, point_labels=None,
+                          mask_input=None, decoder=None) -> SlicePrediction:
+        predictions = [v.predict_model_box(z, box_model, points_model, point_labels, mask_input,
+                                           decoder=decoder) for v in self.views]
+        return self._mean(predictions, self._hw(), self._paste)
+
+    def predict_multimask(self, z, box_model, points_model=None, point_labels=None,
+                          mask_input=None) -> list[SlicePrediction]:
+        per_view = [v.predict_multimask(z, box_model, points_model, point_labels, mask_input)
+                    for v in self.views]
+        return [self._mean(list(outputs), self._hw(), self._paste) for outputs in zip(*per_view)]
+
+
+def _view_rect(view) -> tuple[int, int, int, int]:
+    """The part of the slice a predictor or frame view shows, ``(x0, y0, x1, y1)``."""
+    frame = getattr(view, "frame", None)
+    if frame is None:
+        return 0, 0, view.shape[2], view.shape[1]
+    return frame.x0, frame.y0, frame.x1, frame.y1

@@ -197,8 +197,7 @@ class RefinementSession:
                  correction: str | None = None, mask_prompt: bool = True,
                  scribble_prompt: str | None = None, pipeline=None, carry: bool = True) -> None:
         from .click_decoder import click_decoder_for, default_correction, has_click_decoder
-        from .pipeline import choose_frame, get_pipeline
-        from .predictor import FramedPredictor
+        from .pipeline import get_pipeline, object_view
 
         if correction is None:
             correction = default_correction(predictor)
@@ -214,10 +213,9 @@ class RefinementSession:
             self.box, _ = check_box(box, predictor.shape, name="box")
             self.mid, self.stop = middle_slice(self.box.z0, self.box.z1), self.pipeline.stop
             window_slices = (self.box.z0, self.box.z1)
-        # the window choice (when the pipeline makes one) is kept to say why this frame
-        frame, self.window_choice = choose_frame(self.pipeline, predictor, self.box.box2d,
-                                                 window_slices, self.mid)
-        self.predictor = predictor if frame is None else FramedPredictor(predictor, frame)
+        # the window choice (when the pipeline makes one) is kept to say why this view
+        self.predictor, self.window_choice = object_view(self.pipeline, predictor, self.box.box2d,
+                                                         window_slices, self.mid)
         self.correction, self.mask_prompt = correction, mask_prompt
         # the trained decoder is loaded (and converted) once per predictor, here: a missing or
         # corrupt file is an error when the session is made, not at the first click
@@ -484,10 +482,16 @@ class RefinementSession:
         else:  # a correction carried on: the click decoder, the neighbour's result as mask prompt
             pred = self.predictor.predict_model_box(z, box, mask_input=carried_in, decoder=self._click_decoder)
         mask = pred.mask
-        if self.stop and z != self.mid and (self.pipeline.stop_area > 0 or self.pipeline.stop_iou > 0):
+        if self.stop and z != self.mid:
             neighbour = self.slice_mask(z - (1 if z > self.mid else -1))
             if object_ended(mask, neighbour, self.pipeline):
                 mask = np.zeros_like(mask)
+            elif carried_in is not None and self.pipeline.carry_stop_check:
+                # a carried mask prompt keeps the shape going past the object's end: the sweep
+                # ends where the box alone (the official decoder, one more decoder run) says so
+                alone = self.predictor.predict_model_box(z, box).mask
+                if not alone.any() or object_ended(alone, neighbour, self.pipeline):
+                    mask = np.zeros_like(mask)
         hands_on = carried_in is not None or (z == self.mid and self._carry_box_pass)
         carried = pred.low_res_logits if hands_on and mask.any() else None
         return self._set(z, mask, box=box, chain=None, carried=carried)

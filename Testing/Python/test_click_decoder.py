@@ -184,6 +184,34 @@ def test_the_default_carries_the_box_pass_on_thin_slices_only(slab):
     assert predictor.shape == gt.shape  # the bad call changed nothing
 
 
+def test_carry2d_ends_a_carried_2d_sweep_where_the_box_alone_ends_it(slab, monkeypatch):
+    """Lever ``carry2d`` (measured, not in the default): a 2D start carries each slice into the
+    next, and the sweep ends where the model's own decoder, given the slice's box alone, finds
+    the object gone (the mask prompt would keep the shape going past the object's end)."""
+    from LiteMedSAMLib.boxes import SliceBox
+
+    predictor, gt = slab
+    ys, xs = np.nonzero(gt[3])
+    start = SliceBox(3, xs.min(), ys.min(), xs.max(), ys.max())
+    session = RefinementSession(predictor, start, correction="edit", pipeline="official+carry2d")
+    assert session.carry and session.pipeline.carry_stop_check
+    full = session.run()
+    assert all(full[z].any() for z in range(7))  # the lobe is on every slice: nothing ended
+    uncarried = RefinementSession(predictor, start, correction="edit", pipeline="official").run()
+    assert not np.array_equal(full, uncarried) and np.array_equal(full[3], uncarried[3])
+    real = predictor.predict_model_box
+
+    def nothing_from_slice_5(z, box_model, *args, decoder=None, **kwargs):
+        pred = real(z, box_model, *args, decoder=decoder, **kwargs)
+        if decoder is None and z >= 5:  # the box alone finds nothing there
+            pred = dataclasses.replace(pred, mask=np.zeros_like(pred.mask))
+        return pred
+
+    monkeypatch.setattr(predictor, "predict_model_box", nothing_from_slice_5)
+    ended = RefinementSession(predictor, start, correction="edit", pipeline="official+carry2d").run()
+    assert not ended[5:].any() and np.array_equal(ended[:5], full[:5])
+
+
 def test_openvino_click_decoder_gives_the_eager_masks(case, tmp_path):
     pytest.importorskip("openvino")
     from LiteMedSAMLib.backends.openvino_backend import OpenVINOClickDecoder

@@ -79,3 +79,42 @@ def test_stop_rule_ends_on_a_sliver_or_a_jump_to_another_object_and_the_default_
     assert object_ended(sliver, previous, DEFAULT)  # a shrink to a sliver is a low IoU too
     # the first slice after an empty neighbour has nothing to be compared with: it goes on
     assert not object_ended(moved, np.zeros_like(previous), replace(DEFAULT, stop_iou=0.4, stop_area=0.1))
+
+
+def test_levers_measured_and_not_adopted_are_named_and_off_in_the_default():
+    """ensemble, carry2d and centred (README, *Accuracy*): each lost on the train split."""
+    assert not (DEFAULT.window_ensemble or DEFAULT.carry_stop_check or DEFAULT.window_centred_ct)
+    ensemble = get_pipeline("default+ensemble")
+    assert ensemble.window_ensemble and not ensemble.window_choice and ensemble.carry
+    carry2d = get_pipeline("default+carry2d")
+    assert carry2d.carry_stop_check and carry2d.carries(1.0, start_2d=True)
+    assert not carry2d.carries(2.0, start_2d=True)  # the default's spacing limit stays
+    assert get_pipeline("default+centred").window_centred_ct
+
+
+def test_centred_window_keeps_the_width_and_centres_on_the_median():
+    from LiteMedSAMLib.pipeline import centred_window
+
+    mapping = centred_window(np.array([50.0, 60.0, 70.0, 1000.0]), 400.0)
+    assert (mapping.lower, mapping.upper) == (-135.0, 265.0)  # median 65
+    assert mapping.apply(np.array([65.0]))[0] == 127
+    assert centred_window(np.array([]), 400.0) is None
+
+
+def test_the_centred_lever_windows_ct_boxes_on_their_centre_and_leaves_mr_alone(model):
+    from LiteMedSAMLib.pipeline import frame_for_box
+    from LiteMedSAMLib.predictor import VolumePredictor
+
+    ct = np.full((3, 64, 64), -1000.0, np.float32)
+    ct[:, 20:44, 20:44] = 40.0  # soft tissue around
+    ct[:, 28:36, 28:36] = 300.0  # a contrast-filled vessel at the box's centre
+    predictor = VolumePredictor(model)
+    predictor.set_volume(ct, preset="ct")  # nothing is encoded: the frame needs raw voxels only
+    box = (24, 24, 39, 39)  # its central half is 28..35: the vessel
+    frame = frame_for_box(get_pipeline("official+window+centred"), predictor, box, (0, 2))
+    assert (frame.mapping.lower, frame.mapping.upper) == (100.0, 500.0)
+    percentiles = frame_for_box(get_pipeline("official+window"), predictor, box, (0, 2))
+    assert (percentiles.mapping.lower, percentiles.mapping.upper) == (40.0, 300.0)
+    predictor.set_volume(ct + 1000.0, preset="mr")  # not CT: the box's percentiles as before
+    mr = frame_for_box(get_pipeline("official+window+centred"), predictor, box, (0, 2))
+    assert mr.mapping.upper == 1300.0 and mr.mapping.lower == 1040.0

@@ -156,3 +156,48 @@ def test_bad_prompts(predictor, caplog):
     with caplog.at_level("WARNING"):
         predictor.predict_slice(11, (140, 79, 400, 130))
     assert any("clip" in r.message for r in caplog.records)
+
+
+def test_window_ensemble_averages_both_windows_logits_on_every_slice(predictor):
+    """Lever ``ensemble``: each slice is segmented through the volume's mapping and the box
+    window; the mask is the one of their averaged low-resolution logits, and the sweep's next
+    box comes from that mask."""
+    from LiteMedSAMLib.pipeline import frame_for_box, get_pipeline, object_view
+    from LiteMedSAMLib.predictor import EnsembleView, FramedPredictor
+    from LiteMedSAMLib.preprocessing import logits_to_mask
+    from LiteMedSAMLib.refinement import RefinementSession
+
+    ensemble = get_pipeline("official+ensemble")
+    assert ensemble.window and ensemble.window_ensemble and not ensemble.window_choice
+    assert not ensemble.is_official
+    view, choice = object_view(ensemble, predictor, LOBE.box2d, (LOBE.z0, LOBE.z1), 11)
+    assert isinstance(view, EnsembleView) and choice is None
+    frame = frame_for_box(ensemble, predictor, LOBE.box2d, (LOBE.z0, LOBE.z1))
+    windowed = FramedPredictor(predictor, frame)
+    box = predictor.box_to_model(LOBE.box2d)
+    a, b = predictor.predict_model_box(11, box), windowed.predict_model_box(11, box)
+    both = view.predict_model_box(11, box)
+    np.testing.assert_allclose(both.low_res_logits, (a.low_res_logits + b.low_res_logits) / 2, atol=1e-6)
+    np.testing.assert_array_equal(both.mask, logits_to_mask(both.low_res_logits, predictor.shape[1:]))
+    assert both.iou == pytest.approx((a.iou + b.iou) / 2)
+    assert not np.array_equal(both.mask, a.mask) or not np.array_equal(both.mask, b.mask)
+    # three multimask outputs, each averaged alike
+    outputs = view.predict_multimask(11, box)
+    assert len(outputs) == 3
+    np.testing.assert_allclose(outputs[0].low_res_logits,
+                               (predictor.predict_multimask(11, box)[0].low_res_logits
+                                + windowed.predict_multimask(11, box)[0].low_res_logits) / 2, atol=1e-6)
+    # the sweep: the start slice is the ensemble's, and the other slices follow its masks
+    mask = RefinementSession(predictor, LOBE, pipeline=ensemble).run()
+    np.testing.assert_array_equal(mask[11], both.mask)
+    assert all(mask[z].sum() > 300 for z in LOBE.z_range)
+
+
+def test_window_ensemble_needs_views_of_the_same_part_of_the_slice(predictor):
+    from LiteMedSAMLib.predictor import EnsembleView, Frame, FramedPredictor
+
+    _, h, w = predictor.shape
+    with pytest.raises(LiteMedSAMError, match="same part of the slice"):
+        EnsembleView([predictor, FramedPredictor(predictor, Frame(0, 0, w // 2, h // 2))])
+    with pytest.raises(LiteMedSAMError, match="at least two"):
+        EnsembleView([predictor])
