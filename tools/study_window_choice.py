@@ -219,6 +219,27 @@ def simplest_best(results: list[tuple]) -> tuple:
     return min(tied, key=lambda r: (r[1], -r[0]))
 
 
+GATES = (1.2, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9)
+
+
+def gated(rows: list[dict], threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped rule behind a gate: the box window is only tried (one more encoder run) where
+    the volume mapping's own start score (IoU + fit weight x fit) is below ``threshold``; above it
+    the volume's mapping is kept unexamined. Returns ``(kept, tried)`` per row."""
+    weights, _ = SHIPPED
+    volume = np.array([sum(w * r["volume"][f] for f, w in weights.items()) for r in rows])
+    tried = volume < threshold
+    return choose(rows, *SHIPPED) & tried, tried
+
+
+def gate(rows: list[dict]) -> None:
+    """Print each of :data:`GATES`' mean DSC and the box-window trials it saves."""
+    for threshold in GATES:
+        keep, tried = gated(rows, threshold)
+        print(f"gate {threshold:g}: {mean_dsc(rows, keep):.4f} (box window tried {int(tried.sum())}/"
+              f"{len(rows)}, kept {int(keep.sum())})")
+
+
 def rules(args) -> None:
     rows = json.loads(Path(args.file).read_text())["rows"]
     if args.lookahead:
@@ -250,6 +271,8 @@ def rules(args) -> None:
                   f"others {got['chosen']:.4f} ({w}, margin {m:g})")
         print(f"leave one dataset out, pooled: shipped {np.mean(pooled['shipped']):.4f}, "
               f"chosen {np.mean(pooled['chosen']):.4f}")
+    if args.gate:
+        gate(rows)
     if args.rule:
         weights = json.loads(args.rule)
         keep = choose(rows, weights, args.margin)
@@ -276,6 +299,8 @@ def main() -> None:
     rul.add_argument("--margin", type=float, default=0.02)
     rul.add_argument("--cross-validate", action="store_true",
                      help="choose on all datasets but one, score the one left out, for each")
+    rul.add_argument("--gate", action="store_true",
+                     help="replay the shipped rule behind gates on the volume mapping's own score")
     rul.add_argument("--lookahead", type=int, default=0,
                      help="also read the sweep's first K slices each way (needs a record with sweeps)")
     args = parser.parse_args()

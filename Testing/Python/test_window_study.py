@@ -65,3 +65,14 @@ def test_the_chosen_rule_is_the_simplest_of_those_tied_with_the_best():
                (0.690, 1, {"iou": 1}, 0.0, 6)]
     assert study.simplest_best(results) == results[1]
     assert study.simplest_best(results[:1] + results[2:]) == results[0]
+
+
+def test_a_gate_keeps_the_volume_mapping_unexamined_where_it_already_scores_high():
+    def row(iou_v, fit_v, iou_w, fit_w):
+        return {"volume": {"iou": iou_v, "fit": fit_v, "dsc": 0.8}, "window": {"iou": iou_w, "fit": fit_w, "dsc": 0.6}}
+
+    rows = [row(0.90, 0.80, 0.95, 0.90), row(0.60, 0.50, 0.90, 0.90), row(0.60, 0.50, 0.50, 0.50)]
+    assert study.choose(rows, *study.SHIPPED).tolist() == [True, True, False]
+    keep, tried = study.gated(rows, 1.5)  # the first scores 1.7 with the volume's mapping
+    assert tried.tolist() == [False, True, True] and keep.tolist() == [False, True, False]
+    assert np.isclose(study.mean_dsc(rows, keep), (0.8 + 0.6 + 0.8) / 3)
