@@ -114,7 +114,7 @@ class Pipeline:
     @property
     def is_official(self) -> bool:
         """True when nothing is added: masks identical to the official script."""
-        return not (self.window or self.crop or self.stop or self.carry or self.window_ensemble)
+        return not (self.window or self.crop or self.stop or self.carry)
 
 
 OFFICIAL = Pipeline("official")
@@ -170,8 +170,8 @@ def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
         raise LiteMedSAMError(f"unknown pipeline {spec!r}: choose {', '.join(PIPELINES)} or "
                               f"one of them +LEVER[+LEVER...] with levers {', '.join(LEVERS)}")
     changes = {lever: True for lever in levers if lever not in ("ensemble", "carry2d", "centred")}
-    if "centred" in levers:
-        changes.update(window_centred_ct=True)
+    if "centred" in levers:  # the box window, centred on the object where the volume is CT
+        changes.update(window=True, window_centred_ct=True)
     if "carry2d" in levers:  # 2D starts carry too, and end where the box alone ends them
         changes.update(carry=True, carry_2d_starts=True, carry_stop_check=True)
     if "ensemble" in levers:  # both windows on every slice, nothing to choose

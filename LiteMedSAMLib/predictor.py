@@ -383,39 +383,31 @@ class EnsembleView:
     def __init__(self, views: list) -> None:
         if len(views) < 2:
             raise LiteMedSAMError("an ensemble needs at least two views")
-        frames = {_view_rect(v) for v in views}
-        if len(frames) != 1:
+        if len({_view_rect(v) for v in views}) != 1:
             raise LiteMedSAMError("the views of an ensemble must show the same part of the slice")
         self.views = list(views)
+        self._frame = getattr(views[0], "frame", None)  # None: the whole slice
 
     def __getattr__(self, name: str):
         return getattr(self.views[0], name)
 
-    @staticmethod
-    def _mean(predictions: list[SlicePrediction], hw: tuple[int, int], paste) -> SlicePrediction:
+    def _mean(self, predictions: list[SlicePrediction]) -> SlicePrediction:
+        """One prediction from several: mean logits (and predicted IoU), the mean's mask."""
         logits = torch.stack([p.low_res_logits for p in predictions]).mean(dim=0)
-        iou = float(np.mean([p.iou for p in predictions]))
-        return SlicePrediction(paste(logits_to_mask(logits, hw)), iou, logits)
-
-    def _paste(self, mask: np.ndarray) -> np.ndarray:
-        frame = getattr(self.views[0], "frame", None)
-        return self.views[0].base._paste(mask, frame)
-
-    def _hw(self) -> tuple[int, int]:
-        frame = getattr(self.views[0], "frame", None)
-        return self.views[0].shape[1:] if frame is None else frame.hw
+        hw = self.views[0].shape[1:] if self._frame is None else self._frame.hw
+        mask = self.views[0].base._paste(logits_to_mask(logits, hw), self._frame)
+        return SlicePrediction(mask, float(np.mean([p.iou for p in predictions])), logits)
 
     def predict_model_box(self, z, box_model, points_model=None, point_labels=None,
                           mask_input=None, decoder=None) -> SlicePrediction:
-        predictions = [v.predict_model_box(z, box_model, points_model, point_labels, mask_input,
-                                           decoder=decoder) for v in self.views]
-        return self._mean(predictions, self._hw(), self._paste)
+        return self._mean([v.predict_model_box(z, box_model, points_model, point_labels, mask_input,
+                                               decoder=decoder) for v in self.views])
 
     def predict_multimask(self, z, box_model, points_model=None, point_labels=None,
                           mask_input=None) -> list[SlicePrediction]:
         per_view = [v.predict_multimask(z, box_model, points_model, point_labels, mask_input)
                     for v in self.views]
-        return [self._mean(list(outputs), self._hw(), self._paste) for outputs in zip(*per_view)]
+        return [self._mean(list(outputs)) for outputs in zip(*per_view)]
 
 
 def _view_rect(view) -> tuple[int, int, int, int]:

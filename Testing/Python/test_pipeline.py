@@ -90,6 +90,7 @@ def test_levers_measured_and_not_adopted_are_named_and_off_in_the_default():
     assert carry2d.carry_stop_check and carry2d.carries(1.0, start_2d=True)
     assert not carry2d.carries(2.0, start_2d=True)  # the default's spacing limit stays
     assert get_pipeline("default+centred").window_centred_ct
+    assert get_pipeline("official+centred").window and not get_pipeline("official+centred").is_official
 
 
 def test_centred_window_keeps_the_width_and_centres_on_the_median():
@@ -111,10 +112,10 @@ def test_the_centred_lever_windows_ct_boxes_on_their_centre_and_leaves_mr_alone(
     predictor = VolumePredictor(model)
     predictor.set_volume(ct, preset="ct")  # nothing is encoded: the frame needs raw voxels only
     box = (24, 24, 39, 39)  # its central half is 28..35: the vessel
-    frame = frame_for_box(get_pipeline("official+window+centred"), predictor, box, (0, 2))
+    frame = frame_for_box(get_pipeline("official+centred"), predictor, box, (0, 2))
     assert (frame.mapping.lower, frame.mapping.upper) == (100.0, 500.0)
     percentiles = frame_for_box(get_pipeline("official+window"), predictor, box, (0, 2))
     assert (percentiles.mapping.lower, percentiles.mapping.upper) == (40.0, 300.0)
     predictor.set_volume(ct + 1000.0, preset="mr")  # not CT: the box's percentiles as before
-    mr = frame_for_box(get_pipeline("official+window+centred"), predictor, box, (0, 2))
+    mr = frame_for_box(get_pipeline("official+centred"), predictor, box, (0, 2))
     assert mr.mapping.upper == 1300.0 and mr.mapping.lower == 1040.0
