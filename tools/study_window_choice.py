@@ -72,10 +72,24 @@ def slice_features(view, raw: np.ndarray, z: int, box2d) -> tuple[dict, np.ndarr
     edge = 0.0
     if border.any() and grad[inside].mean() > 0:
         edge = float(grad[border].mean() / grad[inside].mean())
-    feats = {"iou": float(result.iou), "fit": box_fit(result.mask, box2d),
+    feats = {"iou": float(result.iou), "fit": box_fit(result.mask, box2d), **extent(mask, box2d),
              "stability": float(inner / outer) if outer else 0.0,
              "area": float(mask[inside].mean()), "contrast": contrast, "edge": edge}
     return feats, mask
+
+
+def extent(mask: np.ndarray, box2d) -> dict:
+    """How a start-slice mask sits in a 3D box's in-plane box without punishing it for being
+    smaller (the box is the union of the object's extents over its slices): ``within``, the share
+    of the mask inside the box (1: no leak); ``span``, the larger of the mask's width and height
+    over the box's (an object usually reaches across its box one way)."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return {"within": 0.0, "span": 0.0}
+    x0, y0, x1, y1 = box2d
+    inside = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
+    span = max((xs.max() - xs.min() + 1) / (x1 - x0 + 1), (ys.max() - ys.min() + 1) / (y1 - y0 + 1))
+    return {"within": float(inside.mean()), "span": float(min(span, 1.0))}
 
 
 class SweepRecorder:
@@ -194,6 +208,9 @@ GRID = {"iou": (1.0,), "fit": (0, 0.5, 1, 2), "stability": (0, 0.5, 1, 2), "area
 # with a look-ahead the start slice's IoU is replaced by the mean over the look-ahead
 GRID_LOOKAHEAD = {"look_iou": (1.0,), "fit": (0, 0.5, 1, 2), "look_overlap": (0, 0.5, 1, 2),
                   "stability": (0, 1), "edge": (0, 0.05)}
+# the extent features in place of the fit (records made since 2026-12-06 have them)
+GRID_EXTENT = {"iou": (1.0,), "fit": (0, 0.5, 1), "within": (0, 0.5, 1, 2), "span": (0, 0.5, 1, 2),
+               "stability": (0, 0.5, 1)}
 MARGINS = (0.0, 0.02, 0.05)
 TIE = 0.0005  # rules this close to the best count as tied; the one with fewest features wins
 
@@ -250,7 +267,7 @@ def rules(args) -> None:
           f"oracle {np.maximum(vol, win).mean():.4f}")
     shipped = choose(rows, *SHIPPED)
     print(f"shipped rule ({SHIPPED[0]}, margin {SHIPPED[1]:g}): {mean_dsc(rows, shipped):.4f}")
-    grid = GRID_LOOKAHEAD if args.lookahead else GRID
+    grid = GRID_LOOKAHEAD if args.lookahead else GRID_EXTENT if args.extent else GRID
     results = replay_grid(rows, grid)
     for dsc, _, weights, margin, kept in results[:args.top]:
         shown = ", ".join(f"{f} {w:g}" for f, w in weights.items() if w)
@@ -299,6 +316,8 @@ def main() -> None:
     rul.add_argument("--margin", type=float, default=0.02)
     rul.add_argument("--cross-validate", action="store_true",
                      help="choose on all datasets but one, score the one left out, for each")
+    rul.add_argument("--extent", action="store_true",
+                     help="rules on the extent features (within, span) beside the fit")
     rul.add_argument("--gate", action="store_true",
                      help="replay the shipped rule behind gates on the volume mapping's own score")
     rul.add_argument("--lookahead", type=int, default=0,

@@ -76,3 +76,14 @@ def test_a_gate_keeps_the_volume_mapping_unexamined_where_it_already_scores_high
     keep, tried = study.gated(rows, 1.5)  # the first scores 1.7 with the volume's mapping
     assert tried.tolist() == [False, True, True] and keep.tolist() == [False, True, False]
     assert np.isclose(study.mean_dsc(rows, keep), (0.8 + 0.6 + 0.8) / 3)
+
+
+def test_extent_features_do_not_punish_a_mask_for_being_smaller_than_its_union_box():
+    mask = np.zeros((40, 40), bool)
+    mask[10:20, 10:30] = True  # 20 wide, 10 high
+    assert study.extent(mask, (10, 10, 29, 29)) == {"within": 1.0, "span": 1.0}  # reaches across x
+    got = study.extent(mask, (0, 0, 39, 39))
+    assert got["within"] == 1.0 and got["span"] == 0.5
+    leaking = study.extent(mask, (10, 10, 19, 19))  # half the mask lies right of the box
+    assert leaking["within"] == 0.5 and leaking["span"] == 1.0  # capped at the box
+    assert study.extent(np.zeros_like(mask), (0, 0, 9, 9)) == {"within": 0.0, "span": 0.0}
