@@ -52,6 +52,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .errors import LiteMedSAMError
+from .presets import CT_WINDOWS
 
 LEVERS = ("window", "crop", "stop", "carry", "ensemble", "carry2d", "centred")
 
@@ -214,7 +215,7 @@ def box_window(region: np.ndarray, percentiles: tuple[float, float]):
     return IntensityMapping("box", float(lo), float(hi), float(lo), float(hi))
 
 
-CT_KINDS = ("ct", "ct-soft-tissue", "ct-lung", "ct-bone", "ct-brain", "window")
+CT_KINDS = (*CT_WINDOWS, "window")  # the volume mappings that are a CT window (W/L)
 
 
 def centred_window(region: np.ndarray, width: float):
@@ -253,16 +254,16 @@ def frame_for_box(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int
     if use_window:
         bx0, by0, bx1, by1 = box2d
         z0, z1 = max(z_range[0], 0), min(z_range[1], nz - 1)
-        # the box itself and a ring as wide as a quarter of it: the object and its surroundings
         mx, my = (bx1 - bx0 + 1) // 4, (by1 - by0 + 1) // 4
-        region = predictor.raw_region(z0, z1 + 1, max(by0 - my, 0), min(by1 + my + 1, h),
-                                      max(bx0 - mx, 0), min(bx1 + mx + 1, w))
         volume = predictor.mapping
         if pipeline.window_centred_ct and volume.kind in CT_KINDS:
-            cx, cy = (bx1 - bx0 + 1) // 4, (by1 - by0 + 1) // 4
-            centre = predictor.raw_region(z0, z1 + 1, by0 + cy, by1 - cy + 1, bx0 + cx, bx1 - cx + 1)
+            # the box's central half: the object
+            centre = predictor.raw_region(z0, z1 + 1, by0 + my, by1 - my + 1, bx0 + mx, bx1 - mx + 1)
             mapping = centred_window(centre, volume.upper - volume.lower)
         else:
+            # the box itself and a ring as wide as a quarter of it: the object and its surroundings
+            region = predictor.raw_region(z0, z1 + 1, max(by0 - my, 0), min(by1 + my + 1, h),
+                                          max(bx0 - mx, 0), min(bx1 + mx + 1, w))
             mapping = box_window(region, pipeline.window_percentiles)
     if mapping is None and (x0, y0, x1, y1) == (0, 0, w, h):
         return None
@@ -304,18 +305,27 @@ def object_view(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int],
 
     Returns ``(view, choice)`` as :func:`choose_frame` does.
     """
-    from .predictor import EnsembleView, FramedPredictor
+    from .predictor import EnsembleView
 
     frame, choice = choose_frame(pipeline, predictor, box2d, z_range, z_start)
-    if frame is None:
-        return predictor, choice
-    if pipeline.window_ensemble and frame.mapping is not None:
-        nz, h, w = predictor.shape
-        plain = replace(frame, mapping=None)
-        plain_view = (predictor if (plain.x0, plain.y0, plain.x1, plain.y1) == (0, 0, w, h)
-                      else FramedPredictor(predictor, plain))
-        return EnsembleView([plain_view, FramedPredictor(predictor, frame)]), choice
-    return FramedPredictor(predictor, frame), choice
+    if pipeline.window_ensemble and frame is not None and frame.mapping is not None:
+        volume_view = _view(predictor, _without_window(frame, predictor.shape))
+        return EnsembleView([volume_view, _view(predictor, frame)]), choice
+    return _view(predictor, frame), choice
+
+
+def _without_window(frame, shape: tuple[int, int, int]):
+    """``frame``'s crop with the volume's own mapping; ``None`` where that is the whole slice."""
+    _, h, w = shape
+    plain = replace(frame, mapping=None)
+    return None if (plain.x0, plain.y0, plain.x1, plain.y1) == (0, 0, w, h) else plain
+
+
+def _view(predictor, frame):
+    """The predictor seen through ``frame`` (itself for ``None``, the whole slice)."""
+    from .predictor import FramedPredictor
+
+    return predictor if frame is None else FramedPredictor(predictor, frame)
 
 
 def choose_frame(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int],
@@ -328,17 +338,13 @@ def choose_frame(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int]
     ``pipeline.window_choice_fit`` times its :func:`box_fit`, and the box window is kept only
     where its score beats the volume mapping's by more than ``pipeline.window_choice_margin``.
     """
-    from .predictor import FramedPredictor
-
     frame = frame_for_box(pipeline, predictor, box2d, z_range)
     if not pipeline.window_choice or frame is None or frame.mapping is None:
         return frame, None
-    nz, h, w = predictor.shape
-    plain = replace(frame, mapping=None)
-    plain = None if (plain.x0, plain.y0, plain.x1, plain.y1) == (0, 0, w, h) else plain
+    plain = _without_window(frame, predictor.shape)
     scored = []
     for candidate in (plain, frame):
-        view = predictor if candidate is None else FramedPredictor(predictor, candidate)
+        view = _view(predictor, candidate)
         result = view.predict_model_box(z_start, view.box_to_model(box2d))
         scored.append((float(result.iou), box_fit(result.mask, box2d)))
     (iou_v, fit_v), (iou_w, fit_w) = scored

@@ -192,11 +192,14 @@ def lookahead(rows: list[dict], k: int) -> None:
             r[side]["look_overlap"] = float(np.mean(overlaps)) if overlaps else 1.0
 
 
+def score(rows: list[dict], weights: dict, side: str) -> np.ndarray:
+    """Each row's weighted feature score for one window (``"volume"`` or ``"window"``)."""
+    return np.array([sum(w * r[side][f] for f, w in weights.items()) for r in rows])
+
+
 def choose(rows: list[dict], weights: dict, margin: float) -> np.ndarray:
     """Keep the box window where its weighted feature score beats the volume's by > margin."""
-    def score(side):
-        return np.array([sum(w * r[side][f] for f, w in weights.items()) for r in rows])
-    return score("window") > score("volume") + margin
+    return score(rows, weights, "window") > score(rows, weights, "volume") + margin
 
 
 def mean_dsc(rows: list[dict], keep: np.ndarray) -> float:
@@ -243,9 +246,7 @@ def gated(rows: list[dict], threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """The shipped rule behind a gate: the box window is only tried (one more encoder run) where
     the volume mapping's own start score (IoU + fit weight x fit) is below ``threshold``; above it
     the volume's mapping is kept unexamined. Returns ``(kept, tried)`` per row."""
-    weights, _ = SHIPPED
-    volume = np.array([sum(w * r["volume"][f] for f, w in weights.items()) for r in rows])
-    tried = volume < threshold
+    tried = score(rows, SHIPPED[0], "volume") < threshold
     return choose(rows, *SHIPPED) & tried, tried
 
 
