@@ -8,8 +8,10 @@ Each case's image is set once; both corrections run on the same predictor (slice
 are encoded once and, with ``--embedding-cache``, kept on disk between runs: the key is the
 SHA-1 of the encoder input, so a cached embedding is exactly what the encoder would give).
 Per case a few structures are taken, spread over the sizes of its labels (deterministic).
-Prints, per correction, the mean DSC after the box and each click, DSC_AUC / NSD_AUC and the
-clicked slice's time; writes everything to the JSON file.
+Prints, per correction, the mean DSC after the box and each click, DSC_AUC / NSD_AUC, the
+clicked slice's time and where the clicks' effect went (voxels made right on the clicked slices
+against a perfect correction of each clicked error region, and on the slices re-propagated from
+them); writes everything to the JSON file.
 """
 
 from __future__ import annotations
@@ -119,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
                 dscs = [s.dsc for s in steps] + [steps[-1].dsc] * (args.clicks + 1 - len(steps))
                 nsds = [s.nsd for s in steps] + [steps[-1].nsd] * (args.clicks + 1 - len(steps))
                 times = [s.slice_seconds for s in steps if s.slice_seconds is not None]
+                gains = {key: [getattr(s, key) for s in steps[1:]]
+                         for key in ("clicked_gain", "propagated_gain", "local_bound")}
                 entry[correction] = {"dsc": dscs, "nsd": nsds, "dsc_auc": click_auc(dscs),
-                                     "nsd_auc": click_auc(nsds), "slice_seconds": times}
+                                     "nsd_auc": click_auc(nsds), "slice_seconds": times, **gains}
                 print(f"{name} label {label} {correction}: " + " ".join(f"{d:.3f}" for d in dscs)
                       + f"  AUC {click_auc(dscs):.3f}", flush=True)
             report["cases"][name]["labels"][str(label)] = entry
@@ -139,10 +143,18 @@ def main(argv: list[str] | None = None) -> int:
             "nsd_auc": float(np.mean([r["nsd_auc"] for r in rows])),
             "slice_seconds_median": float(np.median(times)) if times else None,
             "slice_seconds_p90": float(np.percentile(times, 90)) if times else None,
+            # voxels made right, summed over every click: on the clicked slices, on the slices
+            # re-propagated from them, and a perfect correction of each error region clicked
+            **{key: int(sum(sum(r[key]) for r in rows)) for key in ("clicked_gain", "propagated_gain", "local_bound")},
+            "clicks_hurting_their_slice": int(sum(g < 0 for r in rows for g in r["clicked_gain"])),
+            "clicks": int(sum(len(r["clicked_gain"]) for r in rows)),
         }
         s = summary[correction]
         print(f"{correction:>8}: DSC " + " ".join(f"{d:.4f}" for d in s["dsc"])
               + f" | DSC_AUC {s['dsc_auc']:.3f} NSD_AUC {s['nsd_auc']:.3f} | slice {s['slice_seconds_median']}")
+        print(f"{'':>8}  voxels made right: clicked slices {s['clicked_gain']:+d} (a perfect correction of "
+              f"each clicked error region: {s['local_bound']:+d}), re-propagated slices {s['propagated_gain']:+d}; "
+              f"{s['clicks_hurting_their_slice']} of {s['clicks']} clicks left their slice worse")
     report["summary"] = summary
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1, default=float))

@@ -77,12 +77,35 @@ class ClickStep:
     nsd: float
     changed_slices: int
     slice_seconds: float | None = None  # the clicked slice's correction alone (what a viewer shows first)
+    # voxels that became right minus voxels that became wrong: on the clicked slice (its own
+    # correction), on the slices re-propagated from it, and what a perfect correction of just the
+    # error region under the click, on its slice, would have gained (the clicked slice's bound)
+    clicked_gain: int | None = None
+    propagated_gain: int | None = None
+    local_bound: int | None = None
 
     def as_dict(self) -> dict:
         click = None if self.click is None else {"z": self.click.z, "y": self.click.y, "x": self.click.x,
                                                  "positive": self.click.positive}
         return {"click": click, "dsc": self.dsc, "nsd": self.nsd, "changed_slices": self.changed_slices,
-                "slice_seconds": self.slice_seconds}
+                "slice_seconds": self.slice_seconds, "clicked_gain": self.clicked_gain,
+                "propagated_gain": self.propagated_gain, "local_bound": self.local_bound}
+
+
+def _right(mask: np.ndarray, gt: np.ndarray) -> int:
+    return int(np.count_nonzero((np.asarray(mask) > 0) == gt))
+
+
+def local_bound(mask_slice: np.ndarray, gt_slice: np.ndarray, x: int, y: int) -> int:
+    """Voxels a perfect correction of one click would gain on its slice: the 8-connected region
+    of the slice where ``mask_slice`` and ``gt_slice`` disagree that holds pixel (x, y) (its size;
+    0 when they agree there). What a click decoder could at best do there without touching
+    anything away from the click."""
+    error = (np.asarray(mask_slice) > 0) ^ (np.asarray(gt_slice) > 0)
+    if not error[y, x]:
+        return 0
+    labels, _ = ndimage.label(error, structure=np.ones((3, 3), dtype=bool))
+    return int(np.count_nonzero(labels == labels[y, x]))
 
 
 def click_auc(scores: Sequence[float]) -> float:
@@ -121,26 +144,33 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
     session.run()
     steps: list[ClickStep] = []
 
-    def score(click: Click | None, changed: int, seconds: float | None = None) -> None:
+    def score(click: Click | None, changed: int, seconds: float | None = None,
+              gains: tuple[int, int, int] = (None, None, None)) -> None:
         mask = session.mask
         step = ClickStep(click, dice(mask, gt), normalized_surface_dice(mask, gt, spacing_zyx, tolerance_mm),
-                         changed, seconds)
+                         changed, seconds, *gains)
         steps.append(step)
         if on_step is not None:
             on_step(step)
 
     score(None, len(session.box.z_range))
     for _ in range(clicks):
-        click = next_click(session.mask, gt, spacing_zyx)
+        before = session.mask
+        click = next_click(before, gt, spacing_zyx)
         if click is None:
             break
+        z = click.z
         session.defer_propagation = True  # as the Slicer module: the clicked slice first
         start = time.perf_counter()
-        changed = session.add_point(click.z, click.x, click.y, click.positive)
+        changed = session.add_point(z, click.x, click.y, click.positive)
         seconds = time.perf_counter() - start
+        clicked = session.mask
         session.defer_propagation = False
         changed = sorted(set(changed) | set(session.propagate_pending()))
-        score(click, len(changed), seconds)
+        gains = (_right(clicked[z], gt[z]) - _right(before[z], gt[z]),
+                 _right(session.mask, gt) - _right(clicked, gt),
+                 local_bound(before[z], gt[z], click.x, click.y))
+        score(click, len(changed), seconds, gains)
     return steps
 
 

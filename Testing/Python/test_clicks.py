@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from LiteMedSAMLib.cli import main
 from LiteMedSAMLib.errors import LiteMedSAMError
-from LiteMedSAMLib.evaluation.clicks import Click, next_click
+from LiteMedSAMLib.evaluation.clicks import Click, local_bound, next_click
 
 
 def test_click_at_centre_of_largest_error_region():
@@ -36,6 +36,17 @@ def test_click_centre_uses_the_spacing():
     # In voxels the region is thinnest in z, so many voxels tie; with 5 mm slices it is
     # thickest in z and the centre is unique.
     assert next_click(pred, gt, spacing_zyx=(5.0, 1.0, 1.0)) == Click(3, 14, 14, False)
+
+
+def test_local_bound_is_the_error_region_under_the_click():
+    gt = np.zeros((20, 20), bool)
+    gt[5:15, 5:15] = True
+    pred = gt.copy()
+    pred[5:15, 12:15] = False   # a 30-pixel missed strip
+    pred[0:2, 0:2] = True       # a separate 4-pixel wrong corner
+    assert local_bound(pred, gt, 13, 9) == 30
+    assert local_bound(pred, gt, 0, 1) == 4
+    assert local_bound(pred, gt, 7, 7) == 0  # right there: nothing to correct
 
 
 def test_click_shape_mismatch():
@@ -74,6 +85,12 @@ def test_evaluate_clicks_command(small_case, capsys):
     assert report["auc"]["labels"]["2"]["dsc_auc"] == pytest.approx((dsc[1] + dsc[2]) / 2)
     assert report["auc"]["mean"]["nsd_auc"] == pytest.approx((steps[1]["nsd"] + steps[2]["nsd"]) / 2)
     assert all(s["slice_seconds"] > 0 for s in steps[1:])
+    # where each click's effect went, in voxels: its own slice, the slices re-propagated from it,
+    # and the bound of a perfect correction of the error region under it (the click lies in one)
+    assert steps[0]["clicked_gain"] is None and steps[0]["local_bound"] is None
+    assert all(s["local_bound"] > 0 and isinstance(s["clicked_gain"], int)
+               and isinstance(s["propagated_gain"], int) for s in steps[1:])
+    assert steps[1]["clicked_gain"] + steps[1]["propagated_gain"] > 0  # the first click helped (dsc rose)
 
 
 def test_evaluate_clicks_prints_its_table(small_case, capsys):
