@@ -30,9 +30,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LiteMedSAMLib.backends import make_predictor  # noqa: E402
 from LiteMedSAMLib.boxes import Box3D  # noqa: E402
-from LiteMedSAMLib.evaluation.clicks import click_auc, evaluate_clicks  # noqa: E402
+from LiteMedSAMLib.evaluation.clicks import click_auc, error_region, evaluate_clicks  # noqa: E402
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL  # noqa: E402
 from LiteMedSAMLib.imageio import read_image, read_label_volume  # noqa: E402
+from LiteMedSAMLib.refinement import RefinementSession  # noqa: E402
+
+ORACLE = "oracle-local"
+"""A correction that knows the reference: the clicked slice's error region under the click is
+set right, nothing else on the slice changes, then propagation runs as the pipeline does (with
+the carry the correction would have, as ``trained-edit``). The bound of what a click decoder
+could reach with a perfect correction of what each click points at."""
+
+
+def oracle_session(gt: np.ndarray) -> type[RefinementSession]:
+    """A :class:`RefinementSession` whose correction is :data:`ORACLE`'s, for the reference ``gt``."""
+    class OracleSession(RefinementSession):
+        def _correct(self, z, chain):
+            current = chain.masks[-1] > 0
+            return (current ^ error_region(current, gt[z], chain.prompts[-1].pixels)).astype(np.uint8)
+
+    return OracleSession
 
 
 class DiskCachedEncoder:
@@ -85,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=Path, default=None)
     parser.add_argument("--labels-per-case", type=int, default=4)
     parser.add_argument("--clicks", type=int, default=5)
-    parser.add_argument("--corrections", nargs="+", default=["trained", "edit"])
+    parser.add_argument("--corrections", nargs="+", default=["trained", "edit"],
+                        help=f"corrections to compare; {ORACLE}: a perfect correction of the error region under "
+                             "each click (the bound)")
     parser.add_argument("--pipeline", default="official",
                         help="predictor pipeline (official: whole slices, so embeddings are shared by all "
                              "structures of a case)")
@@ -116,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         for label in labels:
             entry = {}
             for correction in args.corrections:
-                steps = evaluate_clicks(predictor, gt == label, args.clicks, spacing, correction=correction,
-                                        pipeline=args.pipeline)
+                oracle = correction == ORACLE
+                steps = evaluate_clicks(predictor, gt == label, args.clicks, spacing,
+                                        correction="trained-edit" if oracle else correction,
+                                        pipeline=args.pipeline,
+                                        session_class=oracle_session(gt == label) if oracle else RefinementSession)
                 dscs = [s.dsc for s in steps] + [steps[-1].dsc] * (args.clicks + 1 - len(steps))
                 nsds = [s.nsd for s in steps] + [steps[-1].nsd] * (args.clicks + 1 - len(steps))
                 times = [s.slice_seconds for s in steps if s.slice_seconds is not None]

@@ -96,16 +96,20 @@ def _right(mask: np.ndarray, gt: np.ndarray) -> int:
     return int(np.count_nonzero((np.asarray(mask) > 0) == gt))
 
 
-def local_bound(mask_slice: np.ndarray, gt_slice: np.ndarray, x: int, y: int) -> int:
-    """Voxels a perfect correction of one click would gain on its slice: the 8-connected region
-    of the slice where ``mask_slice`` and ``gt_slice`` disagree that holds pixel (x, y) (its size;
-    0 when they agree there). What a click decoder could at best do there without touching
-    anything away from the click."""
+def error_region(mask_slice: np.ndarray, gt_slice: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """The 8-connected regions of a slice where ``mask_slice`` and ``gt_slice`` disagree that hold
+    any of ``pixels`` ``(N, 2)`` (x, y): what a click (or scribble) there points at."""
     error = (np.asarray(mask_slice) > 0) ^ (np.asarray(gt_slice) > 0)
-    if not error[y, x]:
-        return 0
     labels, _ = ndimage.label(error, structure=np.ones((3, 3), dtype=bool))
-    return int(np.count_nonzero(labels == labels[y, x]))
+    under = np.unique(labels[pixels[:, 1], pixels[:, 0]])
+    return np.isin(labels, under[under > 0])
+
+
+def local_bound(mask_slice: np.ndarray, gt_slice: np.ndarray, x: int, y: int) -> int:
+    """Voxels a perfect correction of one click would gain on its slice: the size of the
+    :func:`error_region` under pixel (x, y) (0 when mask and reference agree there). What a click
+    decoder could at best do there without touching anything away from the click."""
+    return int(np.count_nonzero(error_region(mask_slice, gt_slice, np.array([[x, y]]))))
 
 
 def click_auc(scores: Sequence[float]) -> float:
@@ -119,7 +123,8 @@ def click_auc(scores: Sequence[float]) -> float:
 def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
                     spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0), tolerance_mm: float = 2.0,
                     correction: str | None = None, mask_prompt: bool = True,
-                    on_step: Callable[[ClickStep], None] | None = None, pipeline=None) -> list[ClickStep]:
+                    on_step: Callable[[ClickStep], None] | None = None, pipeline=None,
+                    session_class: type[RefinementSession] = RefinementSession) -> list[ClickStep]:
     """Box from ``gt``'s bounding box, then up to ``clicks`` simulated clicks.
 
     Args:
@@ -131,6 +136,8 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
         correction, mask_prompt, pipeline: see :class:`RefinementSession` (``correction=None``:
             its default, the trained click decoder when the model has one).
         on_step: called with each :class:`ClickStep` as it is scored.
+        session_class: the session that corrects (a subclass measures another correction rule,
+            e.g. ``tools/eval_click_decoder.py``'s perfect local correction).
     Returns:
         ``1 + n`` steps: after the box, then after each click given.
     """
@@ -139,8 +146,8 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
         raise LiteMedSAMError(f"the reference label {gt.shape} and the image {predictor.shape} differ in shape")
     if clicks < 0:
         raise LiteMedSAMError(f"the number of clicks must be 0 or more, got {clicks}")
-    session = RefinementSession(predictor, Box3D.from_mask(gt), correction=correction,
-                                mask_prompt=mask_prompt, pipeline=pipeline)
+    session = session_class(predictor, Box3D.from_mask(gt), correction=correction,
+                            mask_prompt=mask_prompt, pipeline=pipeline)
     session.run()
     steps: list[ClickStep] = []
 
