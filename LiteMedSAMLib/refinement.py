@@ -24,7 +24,8 @@ local edit of the slice's current mask:
 
 1. the decoder is prompted with the slice's box (enlarged to hold positive prompts), every
    point so far (a scribble gives :data:`SCRIBBLE_POINTS` points along its stroke), and the
-   box result's low-resolution logits as a mask prompt; of SAM's first two multimask
+   slice's low-resolution logits as a mask prompt (those its shown mask came from: the box
+   result's, or on a carried slice its own); of SAM's first two multimask
    outputs (then the same two without the mask prompt) the first that agrees with the
    prompt (holds a positive one, leaves out a negative one) is the *candidate*;
 2. a positive prompt adds the candidate's connected components that it touches; a negative
@@ -40,17 +41,18 @@ local edit of the slice's current mask:
    inscribed radius there): one background point should trim, not erase the object.
 
 Nothing away from the prompt changes, so a correction cannot undo earlier work elsewhere on
-the slice; ``litemedsam evaluate-clicks`` measures it against plain SAM-style re-prompting
+the slice (the edit starts from the mask shown on the slice, also where propagation carried it
+through the click decoder and the box alone would give another one); ``litemedsam evaluate-clicks`` measures it against plain SAM-style re-prompting
 (``correction="replace"``: the candidate from the single output replaces the slice).
 
 ``correction="trained"`` (with ``"trained-edit"``, the default when the model's manifest has an
 installed click decoder: its entry names which, see :mod:`~LiteMedSAMLib.click_decoder`): a
 decoder trained for clicks and scribbles re-prompts the slice with its box (enlarged to hold
 positive prompts), every prompt on the slice (a scribble as :data:`SCRIBBLE_POINTS` points) and
-the previous low-resolution logits as the mask prompt (the box result's for the first prompt,
+the previous low-resolution logits as the mask prompt (the slice's own for the first prompt,
 then those of the previous correction), as it was trained; its single output replaces the
 slice. ``correction="trained-edit"`` is the edit above with the click decoder's output (box,
-every prompt, the box result's logits) as the first candidate: what it adds or removes on the
+every prompt, the slice's logits) as the first candidate: what it adds or removes on the
 slice is still confined to the part at the prompt.
 
 With either trained correction the correction is *carried* outward: the slices re-propagated
@@ -107,12 +109,13 @@ class Prompt:
 
 @dataclass
 class _Chain:
-    """How an anchor slice's mask was built: its box, the box result, then one mask per prompt."""
+    """How an anchor slice's mask was built: its box, the mask and logits it started from, then one
+    mask per prompt."""
 
     box: np.ndarray
     logits: torch.Tensor
     prompts: list[Prompt]
-    masks: list[np.ndarray]  # masks[0]: the box result; masks[i]: after prompts[:i]
+    masks: list[np.ndarray]  # masks[0]: the slice before its first prompt; masks[i]: after prompts[:i]
     step_logits: list[torch.Tensor] = field(default_factory=list)  # "trained": logits after each prompt
 
 
@@ -178,7 +181,7 @@ class RefinementSession:
         correction: ``"trained"``, ``"trained-edit"``, ``"edit"`` or ``"replace"``; see the
             module docstring. Default (``None``): the strategy the model's click decoder entry
             names when it has an installed one, else ``"edit"``.
-        mask_prompt: give the decoder the box result's logits as a mask prompt with the points.
+        mask_prompt: give the decoder the slice's logits as a mask prompt with the points.
         scribble_prompt: ``"points"`` or ``"mask"`` (positive scribbles as a mask prompt, for
             models trained that way: Swin-LiteMedSAM); default from the model's manifest.
         pipeline: a :class:`~LiteMedSAMLib.pipeline.Pipeline` or its name (default: the
@@ -527,8 +530,7 @@ class RefinementSession:
             chain = _Chain(box, old.logits, list(old.prompts), list(old.masks),
                            list(old.step_logits))  # extend it
         else:
-            base = self.predictor.predict_model_box(z, box)
-            chain = _Chain(box, base.low_res_logits, [], [base.mask])
+            chain = self._chain_start(z, box)
         for prompt in prompts[len(chain.prompts):]:
             chain.prompts.append(prompt)
             chain.masks.append(self._correct(z, chain))
@@ -536,6 +538,16 @@ class RefinementSession:
         if self.carry and chain.masks[-1].any():
             carried = mask_logits(chain.masks[-1], getattr(self.predictor, "frame", None))
         return self._set(z, chain.masks[-1], box=None, chain=chain, carried=carried)
+
+    def _chain_start(self, z: int, box: np.ndarray) -> _Chain:
+        """Where a slice's first prompt starts: the mask the user sees on it (so the edit changes
+        it at the prompt only), with the logits it came from as the mask prompt: a carried
+        slice's own (its neighbour's logits went through the click decoder, so its box alone
+        would give another mask), else the box's (the same mask, propagation being
+        deterministic; on a slice the stop rule emptied, the box's logits and the empty mask)."""
+        carried = self._carried.get(z) if z != self.mid else None
+        logits = carried if carried is not None else self.predictor.predict_model_box(z, box).low_res_logits
+        return _Chain(box, logits, [], [self.slice_mask(z).copy()])
 
     def _correct(self, z: int, chain: _Chain) -> np.ndarray:
         """The slice's mask after the last prompt of ``chain`` (see the module docstring)."""
@@ -602,7 +614,7 @@ class RefinementSession:
 
     def _candidates(self, z: int, box: np.ndarray, points: np.ndarray | None, labels: np.ndarray | None,
                     logits: torch.Tensor):
-        """Candidate masks, best first: SAM's first two multimask outputs with the box result's
+        """Candidate masks, best first: SAM's first two multimask outputs with the slice's
         logits as mask prompt, then without it (computed only when needed)."""
         prompts = [logits, None] if self.mask_prompt else [None]
         for mask_input in prompts:

@@ -164,6 +164,30 @@ def test_the_carry_lever_hands_each_box_pass_slice_to_the_next_through_the_click
     assert not session.carry and np.array_equal(session.run(), plain)
 
 
+def test_a_click_on_a_carried_slice_edits_the_mask_shown_there(slab):
+    """A carried slice's mask is not what its box alone gives; a click there edits the mask the
+    user sees, at the click only (it used to restart from the box-alone result, which changed
+    the slice away from the click)."""
+    from scipy import ndimage
+
+    predictor, gt = slab
+    session = RefinementSession(predictor, Box3D.from_mask(gt), correction="edit", pipeline="official+carry")
+    session.run()
+    z = session.mid + 2
+    shown = session.slice_mask(z).astype(bool).copy()
+    alone = predictor.predict_model_box(z, session.slice_box(z)).mask.astype(bool)
+    assert (shown ^ alone).sum() > 50  # the carry made this slice differ from its box alone
+    wrong = gt[z] & ~shown  # a missed part of the object on this slice
+    y, x = np.argwhere(ndimage.distance_transform_edt(wrong) == ndimage.distance_transform_edt(wrong).max())[0]
+    session.defer_propagation = True
+    assert session.add_point(z, x, y, True) == [z]
+    after = session.slice_mask(z).astype(bool)
+    assert after[y, x] and (after & ~shown).sum() > 0 and not (shown & ~after).any()  # only added
+    labels, _ = ndimage.label(after, structure=np.ones((3, 3), bool))
+    assert (labels[after ^ shown] == labels[y, x]).all()  # what was added is joined to the click
+    assert dice(after, gt[z]) > dice(shown, gt[z])
+
+
 def test_the_default_carries_the_box_pass_on_thin_slices_only(slab):
     """The default pipeline carries on slices at most 1.5 mm apart (this 1 mm example), and
     propagates as before on thick or unknown spacing."""
