@@ -429,14 +429,46 @@ def hash_name(name: str) -> int:
     return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
 
 
+def near_mask(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A mask that is nearly the reference, as a propagated or carried slice is when the user
+    clicks on it: ``gt`` eroded or dilated by up to 3 pixels, then (60%) one or two disks of
+    3-12 pixels centred on its border added or cut out (a missed lobe, a leak). Its errors are
+    thin rims and local bumps, the kind the click protocol finds on a 3D sweep's slices."""
+    r = int(rng.integers(-3, 4))
+    mask = gt.astype(bool)
+    if r > 0:
+        mask = ndimage.binary_dilation(mask, iterations=r)
+    elif r < 0:
+        eroded = ndimage.binary_erosion(mask, iterations=-r)
+        mask = eroded if eroded.any() else mask
+    if rng.random() < 0.6:
+        border = mask & ~ndimage.binary_erosion(mask)
+        ys, xs = np.nonzero(border)
+        yy, xx = np.ogrid[:mask.shape[0], :mask.shape[1]]
+        for _ in range(int(rng.integers(1, 3))):
+            if len(xs) == 0:
+                break
+            j = int(rng.integers(len(xs)))
+            disk = (yy - ys[j]) ** 2 + (xx - xs[j]) ** 2 <= int(rng.integers(3, 13)) ** 2
+            changed = mask | disk if rng.random() < 0.5 else mask & ~disk
+            mask = changed if changed.any() else mask
+    return mask
+
+
 def simulate(pe, md, official, emb, gt: np.ndarray, rounds: int, rng: np.random.Generator,
-             scribble_p: float = 0.25, jitter: float = 0.3, grad_rounds: int = 1):
-    """One interactive sample: round 0 the box through the official decoder, then ``rounds``
-    corrections through the trained one; returns the list of (logits, with_grad) per
-    correction round, the ground truth tensor and the DSC after each round (0 = box)."""
+             scribble_p: float = 0.25, jitter: float = 0.3, grad_rounds: int = 1, near_p: float = 0.0):
+    """One interactive sample: round 0 the box through the official decoder (with probability
+    ``near_p`` instead a nearly right mask, :func:`near_mask`, as logits of +/-8: the state of a
+    propagated slice the user clicks on), then ``rounds`` corrections through the trained one;
+    returns the list of (logits, with_grad) per correction round, the ground truth tensor and
+    the DSC after each round (0 = box)."""
     box = jittered_box(gt, rng)
-    with torch.no_grad():
-        logits, _ = decode(official[0], official[1], emb, box, None, None, None)
+    if near_p and rng.random() < near_p:
+        near = near_mask(gt, rng)
+        logits = torch.from_numpy((near.astype(np.float32) * 2 - 1) * 8.0)[None, None]
+    else:
+        with torch.no_grad():
+            logits, _ = decode(official[0], official[1], emb, box, None, None, None)
     dscs = [dsc(logits[0, 0].numpy() > 0, gt)]
     coords, labels = np.zeros((0, 2)), np.zeros((0,), dtype=np.int64)
     outputs = []
@@ -651,7 +683,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 continue
             emb, gt = frames.sample(frames.train, rng)
             rounds = int(rng.choice(np.arange(1, len(ROUND_WEIGHTS) + 1), p=ROUND_WEIGHTS))
-            outputs, gt_t, d = simulate(pe, md, official, emb, gt, rounds, rng, grad_rounds=args.grad_rounds)
+            outputs, gt_t, d = simulate(pe, md, official, emb, gt, rounds, rng, grad_rounds=args.grad_rounds,
+                                        near_p=args.near_start)
             if not outputs:
                 continue
             loss = sum(seg_loss(lg, gt_t) for lg, _ in outputs) / len(outputs)
@@ -907,6 +940,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--chain-steps", type=int, nargs="+", default=[3],
                    help="carried steps of a propagation sample, drawn from these (more than K-1: back and "
                         "forth over the run; the last K-1 graded)")
+    t.add_argument("--near-start", type=float, default=0.0,
+                   help="share of correction samples that start from a nearly right mask (near_mask) instead "
+                        "of the box's result: clicks on thin rims and bumps, as on a propagated slice")
     t.add_argument("--propagation", type=float, default=0.5,
                    help="share of samples that are propagation runs, when the cache has them")
     t.set_defaults(func=cmd_train)

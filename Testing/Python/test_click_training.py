@@ -53,6 +53,25 @@ def test_box_jitter_holds_the_object_mostly_and_box_with_holds_positive_points()
     assert box.tolist() == [100.0, 80.0, 153.0, 120.0]
 
 
+def test_near_start_masks_are_nearly_the_reference_with_rim_and_bump_errors(model):
+    rng = np.random.default_rng(4)
+    gt = _disk((256, 256), (128, 128), 40)
+    masks = [tc.near_mask(gt, rng) for _ in range(100)]
+    scores = np.array([tc.dsc(m, gt) for m in masks])
+    assert scores.min() > 0.8 and 0.9 < scores.mean() < 0.99 and (scores < 1).mean() > 0.8
+    # every error lies near the reference's border (a rim or a bump on it), none far inside or out
+    near_border = np.abs(tc.ndimage.distance_transform_edt(~gt) - tc.ndimage.distance_transform_edt(gt)) <= 25
+    assert all(not ((m ^ gt) & ~near_border).any() for m in masks)
+    # a sample with near_p=1 starts from such a mask (its +/-8 logits), not from the box's result
+    official = (model.prompt_encoder.eval(), model.mask_decoder.eval())
+    emb = torch.zeros(1, 256, 64, 64)
+    with torch.no_grad():
+        _, _, d = tc.simulate(*official, official, emb, gt, 1, np.random.default_rng(5), near_p=1.0)
+    replay = np.random.default_rng(5)
+    tc.jittered_box(gt, replay), replay.random()
+    assert d[0] == pytest.approx(tc.dsc(tc.near_mask(gt, replay), gt)) and d[0] < 1
+
+
 def test_cache_train_resume_export(tmp_path, model):
     cache, run = tmp_path / "cache", tmp_path / "run"
     assert tc.main(["cache", "--pair", str(EXAMPLE_IMAGE), str(EXAMPLE_LABEL), "-o", str(cache),
@@ -66,7 +85,7 @@ def test_cache_train_resume_export(tmp_path, model):
 
     common = ["--cache", str(cache), "-o", str(run), "--accumulate", "1", "--warmup", "1", "--lr", "1e-4"]
     assert tc.main(["train", *common, "--steps", "2"]) == 0
-    assert tc.main(["train", *common, "--steps", "3", "--resume"]) == 0
+    assert tc.main(["train", *common, "--steps", "3", "--resume", "--near-start", "0.5"]) == 0
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert [int(r["step"]) for r in rows] == [1, 2, 3]  # resumed at step 2, one more step
     assert all(np.isfinite(float(r["loss"])) for r in rows)
