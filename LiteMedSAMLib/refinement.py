@@ -42,8 +42,9 @@ local edit of the slice's current mask:
 
 Nothing away from the prompt changes, so a correction cannot undo earlier work elsewhere on
 the slice (the edit starts from the mask shown on the slice, also where propagation carried it
-through the click decoder and the box alone would give another one); ``litemedsam evaluate-clicks`` measures it against plain SAM-style re-prompting
-(``correction="replace"``: the candidate from the single output replaces the slice).
+through the click decoder and the box alone would give another one); ``litemedsam
+evaluate-clicks`` measures it against plain SAM-style re-prompting (``correction="replace"``:
+the candidate from the single output replaces the slice).
 
 ``correction="trained"`` (with ``"trained-edit"``, the default when the model's manifest has an
 installed click decoder: its entry names which, see :mod:`~LiteMedSAMLib.click_decoder`): a
