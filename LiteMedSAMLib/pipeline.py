@@ -54,7 +54,21 @@ import numpy as np
 from .errors import LiteMedSAMError
 from .presets import CT_WINDOWS
 
-LEVERS = ("window", "crop", "stop", "carry", "ensemble", "carry2d", "centred")
+# What each lever sets on the pipeline it is added to (levers combine: their settings agree)
+LEVER_SETTINGS = {
+    "window": {"window": True},
+    "crop": {"crop": True},
+    "stop": {"stop": True},
+    # asked for by name: at any slice spacing, from any start
+    "carry": {"carry": True, "carry_max_spacing": 0.0, "carry_2d_starts": True},
+    # both windows on every slice, nothing to choose
+    "ensemble": {"window": True, "window_ensemble": True, "window_choice": False},
+    # 2D starts carry too, and end where the box alone ends them
+    "carry2d": {"carry": True, "carry_2d_starts": True, "carry_stop_check": True},
+    # the box window, centred on the object where the volume is CT
+    "centred": {"window": True, "window_centred_ct": True},
+}
+LEVERS = tuple(LEVER_SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -170,15 +184,9 @@ def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
     if base not in PIPELINES or not levers or any(lever not in LEVERS for lever in levers):
         raise LiteMedSAMError(f"unknown pipeline {spec!r}: choose {', '.join(PIPELINES)} or "
                               f"one of them +LEVER[+LEVER...] with levers {', '.join(LEVERS)}")
-    changes = {lever: True for lever in levers if lever not in ("ensemble", "carry2d", "centred")}
-    if "centred" in levers:  # the box window, centred on the object where the volume is CT
-        changes.update(window=True, window_centred_ct=True)
-    if "carry2d" in levers:  # 2D starts carry too, and end where the box alone ends them
-        changes.update(carry=True, carry_2d_starts=True, carry_stop_check=True)
-    if "ensemble" in levers:  # both windows on every slice, nothing to choose
-        changes.update(window=True, window_ensemble=True, window_choice=False)
-    if "carry" in levers:  # asked for by name: at any slice spacing, from any start
-        changes.update(carry_max_spacing=0.0, carry_2d_starts=True)
+    changes = {}
+    for lever in levers:
+        changes.update(LEVER_SETTINGS[lever])
     return replace(PIPELINES[base], name=spec, **changes)
 
 
