@@ -434,13 +434,7 @@ def near_mask(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     clicks on it: ``gt`` eroded or dilated by up to 3 pixels, then (60%) one or two disks of
     3-12 pixels centred on its border added or cut out (a missed lobe, a leak). Its errors are
     thin rims and local bumps, the kind the click protocol finds on a 3D sweep's slices."""
-    r = int(rng.integers(-3, 4))
-    mask = gt.astype(bool)
-    if r > 0:
-        mask = ndimage.binary_dilation(mask, iterations=r)
-    elif r < 0:
-        eroded = ndimage.binary_erosion(mask, iterations=-r)
-        mask = eroded if eroded.any() else mask
+    mask = grown(gt.astype(bool), int(rng.integers(-3, 4)))
     if rng.random() < 0.6:
         border = mask & ~ndimage.binary_erosion(mask)
         ys, xs = np.nonzero(border)
@@ -464,8 +458,7 @@ def simulate(pe, md, official, emb, gt: np.ndarray, rounds: int, rng: np.random.
     the DSC after each round (0 = box)."""
     box = jittered_box(gt, rng)
     if near_p and rng.random() < near_p:
-        near = near_mask(gt, rng)
-        logits = torch.from_numpy((near.astype(np.float32) * 2 - 1) * 8.0)[None, None]
+        logits = as_logits(near_mask(gt, rng))
     else:
         with torch.no_grad():
             logits, _ = decode(official[0], official[1], emb, box, None, None, None)
@@ -500,17 +493,27 @@ def model_box(mask: np.ndarray) -> np.ndarray | None:
     return box_from_mask_model(np.asarray(mask, dtype=np.uint8))
 
 
+def grown(mask: np.ndarray, r: int) -> np.ndarray:
+    """``mask`` dilated by ``r`` pixels (``r`` > 0) or eroded by ``-r`` (kept as it is when the
+    erosion would empty it)."""
+    if r > 0:
+        return ndimage.binary_dilation(mask, iterations=r)
+    if r < 0:
+        eroded = ndimage.binary_erosion(mask, iterations=-r)
+        return eroded if eroded.any() else mask
+    return mask
+
+
+def as_logits(mask: np.ndarray, logit: float = 8.0) -> torch.Tensor:
+    """A 256-frame mask as a mask prompt ``(1, 1, 256, 256)`` of +/- ``logit``, as the library
+    hands a corrected slice on."""
+    return torch.from_numpy((mask.astype(np.float32) * 2 - 1) * logit)[None, None]
+
+
 def perturbed_logits(gt: np.ndarray, rng: np.random.Generator, logit: float = 8.0) -> torch.Tensor:
     """A corrected slice as the library carries it on (its mask as logits of +/- ``logit``),
     from the reference mask eroded or dilated by up to 2 pixels (a correction is not perfect)."""
-    r = int(rng.integers(-2, 3))
-    mask = gt
-    if r > 0:
-        mask = ndimage.binary_dilation(gt, iterations=r)
-    elif r < 0:
-        eroded = ndimage.binary_erosion(gt, iterations=-r)
-        mask = eroded if eroded.any() else gt
-    return torch.from_numpy((mask.astype(np.float32) * 2 - 1) * logit)[None, None]
+    return as_logits(grown(gt, int(rng.integers(-2, 3))), logit)
 
 
 def chain_slices(length: int, steps: int) -> list[int]:
