@@ -546,7 +546,7 @@ class RefinementSession:
         slice's own (its neighbour's logits went through the click decoder, so its box alone
         would give another mask), else the box's (the same mask, propagation being
         deterministic; on a slice the stop rule emptied, the box's logits and the empty mask)."""
-        carried = self._carried.get(z) if z != self.mid else None
+        carried = self._carried.get(z)  # on the start slice: its own box result's logits, when kept
         logits = carried if carried is not None else self.predictor.predict_model_box(z, box).low_res_logits
         return _Chain(box, logits, [], [self.slice_mask(z).copy()])
 

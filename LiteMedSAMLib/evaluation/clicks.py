@@ -151,19 +151,18 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
     session.run()
     steps: list[ClickStep] = []
 
-    def score(click: Click | None, changed: int, seconds: float | None = None,
+    def score(mask: np.ndarray, click: Click | None, changed: int, seconds: float | None = None,
               gains: tuple[int, int, int] = (None, None, None)) -> None:
-        mask = session.mask
         step = ClickStep(click, dice(mask, gt), normalized_surface_dice(mask, gt, spacing_zyx, tolerance_mm),
                          changed, seconds, *gains)
         steps.append(step)
         if on_step is not None:
             on_step(step)
 
-    score(None, len(session.box.z_range))
+    mask = session.mask
+    score(mask, None, len(session.box.z_range))
     for _ in range(clicks):
-        before = session.mask
-        click = next_click(before, gt, spacing_zyx)
+        click = next_click(mask, gt, spacing_zyx)
         if click is None:
             break
         z = click.z
@@ -171,13 +170,15 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
         start = time.perf_counter()
         changed = session.add_point(z, click.x, click.y, click.positive)
         seconds = time.perf_counter() - start
-        clicked = session.mask
+        clicked = session.slice_mask(z).copy()  # deferred: the clicked slice is all that changed yet
         session.defer_propagation = False
         changed = sorted(set(changed) | set(session.propagate_pending()))
-        gains = (_right(clicked[z], gt[z]) - _right(before[z], gt[z]),
-                 _right(session.mask, gt) - _right(clicked, gt),
-                 local_bound(before[z], gt[z], click.x, click.y))
-        score(click, len(changed), seconds, gains)
+        after = session.mask
+        clicked_gain = _right(clicked, gt[z]) - _right(mask[z], gt[z])
+        gains = (clicked_gain, _right(after, gt) - _right(mask, gt) - clicked_gain,
+                 local_bound(mask[z], gt[z], click.x, click.y))
+        score(after, click, len(changed), seconds, gains)
+        mask = after
     return steps
 
 
