@@ -11,7 +11,10 @@ short scribble inside that region, encoded as points as the library does) and fe
 previous low-resolution logits back as the mask prompt. As in RITM's iterative training
 (Sofiiuk et al. 2022), the first rounds of a sample run without gradients (detached) and the
 loss (BCE + Dice against the reference at 256) is taken on the last one or two; the number of
-rounds is random, so every round depth is trained.
+rounds is random, so every round depth is trained. With ``--click-weight W`` the loss adds W
+times a BCE averaged over the error regions the clicks pointed at alone
+(:func:`click_region_loss`): a click on a nearly right slice points at a few dozen pixels of
+65,536, and the whole-frame loss barely tells the decoder whether it followed the click.
 
 Frames are a mix of whole slices with the official intensity preset and crops around one
 object (side 2-4x the object, resized to 256, intensity window from the object's box or the
@@ -368,6 +371,15 @@ def seg_loss(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return bce + dice
 
 
+def click_region_loss(logits: torch.Tensor, gt: torch.Tensor, clicked: torch.Tensor) -> torch.Tensor:
+    """BCE over the pixels the clicks pointed at (their error regions), averaged over those
+    pixels alone: on a slice that is nearly right a click's region is a few dozen of 65,536
+    pixels, so the whole-frame loss barely notices whether the click was followed."""
+    if not bool(clicked.any()):
+        return logits.new_zeros(())
+    return F.binary_cross_entropy_with_logits(logits[clicked], gt[clicked])
+
+
 def dsc(a: np.ndarray, b: np.ndarray) -> float:
     s = a.sum() + b.sum()
     return 1.0 if s == 0 else float(2 * np.logical_and(a, b).sum() / s)
@@ -454,8 +466,10 @@ def simulate(pe, md, official, emb, gt: np.ndarray, rounds: int, rng: np.random.
     """One interactive sample: round 0 the box through the official decoder (with probability
     ``near_p`` instead a nearly right mask, :func:`near_mask`, as logits of +/-8: the state of a
     propagated slice the user clicks on), then ``rounds`` corrections through the trained one;
-    returns the list of (logits, with_grad) per correction round, the ground truth tensor and
-    the DSC after each round (0 = box)."""
+    returns the list of (logits, iou, clicked) per graded round, where ``clicked`` is the union
+    of the error regions the clicks so far pointed at (each taken when it was clicked: what
+    :func:`click_region_loss` grades), the ground truth tensor and the DSC after each round
+    (0 = box)."""
     box = jittered_box(gt, rng)
     if near_p and rng.random() < near_p:
         logits = as_logits(near_mask(gt, rng))
@@ -464,6 +478,7 @@ def simulate(pe, md, official, emb, gt: np.ndarray, rounds: int, rng: np.random.
             logits, _ = decode(official[0], official[1], emb, box, None, None, None)
     dscs = [dsc(logits[0, 0].numpy() > 0, gt)]
     coords, labels = np.zeros((0, 2)), np.zeros((0,), dtype=np.int64)
+    clicked = np.zeros(gt.shape, dtype=bool)
     outputs = []
     for r in range(1, rounds + 1):
         pred = logits[0, 0].detach().numpy() > 0
@@ -471,8 +486,10 @@ def simulate(pe, md, official, emb, gt: np.ndarray, rounds: int, rng: np.random.
         if click is None:
             break
         x, y, positive = click
+        region = _component_at(pred ^ gt, x, y)
+        clicked |= region
         if rng.random() < scribble_p:
-            stroke = scribble_in_region(_component_at(pred ^ gt, x, y), x, y, rng)
+            stroke = scribble_in_region(region, x, y, rng)
             new = sample_along(stroke)
         else:
             new = np.array([[x, y]], dtype=np.float64)
@@ -483,7 +500,7 @@ def simulate(pe, md, official, emb, gt: np.ndarray, rounds: int, rng: np.random.
             logits, iou = decode(pe, md, emb, box_with(box, coords, labels), coords, labels, logits.detach())
         dscs.append(dsc(logits[0, 0].detach().numpy() > 0, gt))
         if with_grad:
-            outputs.append((logits, iou))
+            outputs.append((logits, iou, torch.from_numpy(clicked.copy())[None, None]))
     return outputs, torch.from_numpy(gt.astype(np.float32))[None, None], dscs
 
 
@@ -690,7 +707,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                         near_p=args.near_start)
             if not outputs:
                 continue
-            loss = sum(seg_loss(lg, gt_t) for lg, _ in outputs) / len(outputs)
+            loss = sum(seg_loss(lg, gt_t) + args.click_weight * click_region_loss(lg, gt_t, clicked)
+                       for lg, _, clicked in outputs) / len(outputs)
             # keep the IoU head meaningful (it is not used for the choice, but the decoder ships it)
             loss = loss + 0.1 * F.mse_loss(outputs[-1][1][:, 0], _iou(outputs[-1][0], gt_t))
             (loss / args.accumulate).backward()
@@ -943,6 +961,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--chain-steps", type=int, nargs="+", default=[3],
                    help="carried steps of a propagation sample, drawn from these (more than K-1: back and "
                         "forth over the run; the last K-1 graded)")
+    t.add_argument("--click-weight", type=float, default=0.0,
+                   help="weight of a BCE averaged over the error regions the clicks pointed at alone "
+                        "(click_region_loss), added to the whole-frame loss; 0: the frame loss only")
     t.add_argument("--near-start", type=float, default=0.0,
                    help="share of correction samples that start from a nearly right mask (near_mask) instead "
                         "of the box's result: clicks on thin rims and bumps, as on a propagated slice")

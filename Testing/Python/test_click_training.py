@@ -72,6 +72,32 @@ def test_near_start_masks_are_nearly_the_reference_with_rim_and_bump_errors(mode
     assert d[0] == pytest.approx(tc.dsc(tc.near_mask(gt, replay), gt)) and d[0] < 1
 
 
+def test_click_region_loss_grades_the_clicked_error_regions_alone(model):
+    gt = _disk((256, 256), (128, 128), 40)
+    logits = torch.full((1, 1, 256, 256), -8.0)
+    logits[0, 0][torch.from_numpy(gt)] = 8.0
+    logits[0, 0, 128, 100:110] = -8.0  # a thin missed strip, the only wrong pixels
+    gt_t = torch.from_numpy(gt.astype(np.float32))[None, None]
+    clicked = torch.zeros(1, 1, 256, 256, dtype=torch.bool)
+    assert float(tc.click_region_loss(logits, gt_t, clicked)) == 0.0
+    clicked[0, 0, 128, 100:110] = True
+    # the mean over the 10 clicked pixels (all wrong by 8 logits), where the frame's BCE is ~0
+    assert float(tc.click_region_loss(logits, gt_t, clicked)) == pytest.approx(8.0, abs=1e-3)
+    assert float(tc.F.binary_cross_entropy_with_logits(logits, gt_t)) < 0.002
+    # simulate hands each graded round the error region its click pointed at, taken at the click
+    official = (model.prompt_encoder.eval(), model.mask_decoder.eval())
+    emb = torch.zeros(1, 256, 64, 64)
+    with torch.no_grad():
+        outputs, _, _ = tc.simulate(*official, official, emb, gt, 1, np.random.default_rng(5), near_p=1.0,
+                                    scribble_p=0.0, jitter=0.0)
+    replay = np.random.default_rng(5)
+    tc.jittered_box(gt, replay), replay.random()
+    start = tc.near_mask(gt, replay)
+    x, y, _ = tc.largest_error_click(start, gt)
+    region = outputs[0][2][0, 0].numpy()
+    assert region[y, x] and np.array_equal(region, tc._component_at(start ^ gt, x, y))
+
+
 def test_cache_train_resume_export(tmp_path, model):
     cache, run = tmp_path / "cache", tmp_path / "run"
     assert tc.main(["cache", "--pair", str(EXAMPLE_IMAGE), str(EXAMPLE_LABEL), "-o", str(cache),
