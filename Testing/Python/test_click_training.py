@@ -111,7 +111,7 @@ def test_cache_train_resume_export(tmp_path, model):
 
     common = ["--cache", str(cache), "-o", str(run), "--accumulate", "1", "--warmup", "1", "--lr", "1e-4"]
     assert tc.main(["train", *common, "--steps", "2"]) == 0
-    assert tc.main(["train", *common, "--steps", "3", "--resume", "--near-start", "0.5"]) == 0
+    assert tc.main(["train", *common, "--steps", "3", "--resume", "--near-start", "0.5", "--click-weight", "1"]) == 0
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert [int(r["step"]) for r in rows] == [1, 2, 3]  # resumed at step 2, one more step
     assert all(np.isfinite(float(r["loss"])) for r in rows)
