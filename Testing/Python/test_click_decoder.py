@@ -178,7 +178,8 @@ def test_a_click_on_a_carried_slice_edits_the_mask_shown_there(slab):
     alone = predictor.predict_model_box(z, session.slice_box(z)).mask.astype(bool)
     assert (shown ^ alone).sum() > 50  # the carry made this slice differ from its box alone
     wrong = gt[z] & ~shown  # a missed part of the object on this slice
-    y, x = np.argwhere(ndimage.distance_transform_edt(wrong) == ndimage.distance_transform_edt(wrong).max())[0]
+    depth = ndimage.distance_transform_edt(wrong)
+    y, x = np.argwhere(depth == depth.max())[0]
     session.defer_propagation = True
     assert session.add_point(z, x, y, True) == [z]
     after = session.slice_mask(z).astype(bool)
