@@ -162,6 +162,11 @@ class VolumePredictor:
         self.check_slice(z)
         return self.mapping.apply(self._volume[z])
 
+    def viewed_slice(self, z: int) -> np.ndarray:
+        """The whole slice ``z`` under the intensity mapping this predictor shows the model
+        (for image-driven edits on the slice grid, such as a correction's edge cut)."""
+        return self.slice_uint8(z)
+
     def check_slice(self, z: int) -> None:
         """Raise a clear error unless ``z`` is a slice index of the current volume."""
         nz = self.shape[0]
@@ -340,6 +345,12 @@ class FramedPredictor:
 
     def is_encoded(self, z: int) -> bool:
         return self.predictor.is_encoded(z, self.frame)
+
+    def viewed_slice(self, z: int) -> np.ndarray:
+        """The whole slice ``z`` under this frame's intensity mapping (the model sees its crop)."""
+        self.predictor.check_slice(z)
+        mapping = self.frame.mapping or self.predictor.mapping
+        return mapping.apply(self.predictor.raw_region(z, z + 1, 0, self.shape[1], 0, self.shape[2])[0])
 
     def predict_model_box(self, z, box_model, points_model=None, point_labels=None,
                           mask_input=None, decoder=None) -> SlicePrediction:

@@ -38,7 +38,11 @@ local edit of the slice's current mask:
    that would is passed over: the model is segmenting something else);
 5. a negative prompt that would take away more than half of the slice's mask only trims the
    part around it (pixels nearer to it than to the rest of the mask, within the mask's
-   inscribed radius there): one background point should trim, not erase the object.
+   inscribed radius there): one background point should trim, not erase the object;
+6. a negative prompt also takes away the part of the mask around it that the slice's own
+   edges separate from the rest (a watershed on the gradient, within a few times the mask's
+   depth at the prompt: :mod:`~LiteMedSAMLib.edge_cut`): on a nearly right slice the model's
+   outputs seldom leave a leak out, the image's border between object and neighbour does.
 
 Nothing away from the prompt changes, so a correction cannot undo earlier work elsewhere on
 the slice (the edit starts from the mask shown on the slice, also where propagation carried it
@@ -78,6 +82,7 @@ import torch
 from scipy import ndimage
 
 from .boxes import Box3D, SliceBox, check_box, check_slice_box
+from .edge_cut import edge_cut
 from .errors import LiteMedSAMError, check_cancel
 from .predictor import VolumePredictor
 from .preprocessing import (
@@ -195,11 +200,16 @@ class RefinementSession:
             carries the box pass (lever ``carry``; the default on thin slices) every correction
             is carried, whatever this says: the slices beyond it are re-propagated as the box
             pass made them.
+        edge_cut: a negative prompt of the edit corrections (``"edit"``, ``"trained-edit"``)
+            also takes away the part of the mask that the image's edges cut off around it
+            (:func:`~LiteMedSAMLib.edge_cut.edge_cut`); ``False`` is the edit as it was before
+            (kept to measure against).
     """
 
     def __init__(self, predictor: VolumePredictor, box: Box3D | SliceBox | Sequence[int], *,
                  correction: str | None = None, mask_prompt: bool = True,
-                 scribble_prompt: str | None = None, pipeline=None, carry: bool = True) -> None:
+                 scribble_prompt: str | None = None, pipeline=None, carry: bool = True,
+                 edge_cut: bool = True) -> None:
         from .click_decoder import click_decoder_for, default_correction, has_click_decoder
         from .pipeline import get_pipeline, object_view
 
@@ -220,7 +230,7 @@ class RefinementSession:
         # the window choice (when the pipeline makes one) is kept to say why this view
         self.predictor, self.window_choice = object_view(self.pipeline, predictor, self.box.box2d,
                                                          window_slices, self.mid)
-        self.correction, self.mask_prompt = correction, mask_prompt
+        self.correction, self.mask_prompt, self.edge_cut = correction, mask_prompt, edge_cut
         # the trained decoder is loaded (and converted) once per predictor, here: a missing or
         # corrupt file is an error when the session is made, not at the first click
         # the box pass carries too (pipeline lever "carry", for a model with a click decoder):
@@ -592,12 +602,20 @@ class RefinementSession:
                 local_candidates = self._no_larger_than_box(local_candidates, prompt, current, box)
             local = _first_agreeing(local_candidates, prompt, want_inside=True)
             if local is None:
-                return current.astype(np.uint8)
+                kept = current if prompt.positive else self._cut(z, current, prompt, np.zeros_like(current))
+                return kept.astype(np.uint8)
             region = local if prompt.positive else current & local
         region = components_touching(region, prompt.pixels)
         if prompt.positive:
             return (current | region).astype(np.uint8)
-        return (current & ~_at_most_half(region, current, prompt)).astype(np.uint8)
+        return self._cut(z, current, prompt, _at_most_half(region, current, prompt)).astype(np.uint8)
+
+    def _cut(self, z: int, current: np.ndarray, prompt: Prompt, removed: np.ndarray) -> np.ndarray:
+        """``current`` less what a negative ``prompt`` removes: the model's part (``removed``)
+        and, with ``edge_cut``, the part the image's edges cut off around the prompt."""
+        if self.edge_cut:
+            removed = removed | edge_cut(current, self.predictor.viewed_slice(z), prompt.pixels)
+        return current & ~removed
 
     def _correct_trained(self, z: int, chain: _Chain) -> np.ndarray:
         """Re-prompt the slice through the click decoder: box, every prompt, previous logits."""
