@@ -284,7 +284,7 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
                                    window=args.window, mode=args.mode, threads=args.threads,
                                    tolerance_mm=args.tolerance, correction=args.correction,
                                    mask_prompt=not args.no_mask_prompt, on_step=show,
-                                   pipeline=args.pipeline)
+                                   pipeline=args.pipeline, edge_cut=not args.no_edge_cut)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -527,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the strategy the model's manifest names when its click decoder is "
                           "installed, trained-edit for litemedsam; else edit)")
     clk.add_argument("--no-mask-prompt", action="store_true", help="do not feed the box result's logits back")
+    clk.add_argument("--no-edge-cut", action="store_true",
+                     help="negative clicks of the edit corrections take away only what the model leaves out, "
+                          "not also the part the image's edges cut off around them (the edit before 2026-12-06)")
     clk.add_argument("--json", action="store_true", help="print JSON instead of tables")
     model_options(clk)
     pipeline_option(clk)

@@ -81,17 +81,20 @@ def pick_labels(gt: np.ndarray, count: int, min_voxels: int = 200) -> list[int]:
     return [keep[p][1] for p in positions]
 
 
-def cases(index: Path | None) -> list[tuple[str, Path, Path, str]]:
-    """``(name, image, label, preset)`` of the index's 3D test cases and the shipped example; MR
-    uses the ``mr`` preset (the MR volumes here are uint8, which ``auto`` would leave as is)."""
+def cases(index: Path | None, split: str = "test") -> list[tuple[str, Path, Path, str]]:
+    """``(name, image, label, preset)`` of the index's 3D cases of ``split`` and, for the test
+    split, the shipped example; MR uses the ``mr`` preset (the MR volumes here are uint8, which
+    ``auto`` would leave as is). The train split's volumes trained the click decoder: use them
+    to confirm a rule that does not depend on it (the correction heuristic's), not the decoder."""
     found = []
     if index is not None:
         data = json.loads(index.read_text())
         for key, case in data["cases"].items():
-            if case["split"] == "test" and case.get("dimension") == 3 and key != "mni152_example":
+            if case["split"] == split and case.get("dimension") == 3 and key != "mni152_example":
                 preset = "mr" if case.get("modality") == "MR" else "auto"
                 found.append((key, index.parent / case["image"], index.parent / case["label"], preset))
-    found.append(("shipped_example", Path(EXAMPLE_IMAGE), Path(EXAMPLE_LABEL), "mr"))
+    if split == "test":
+        found.append(("shipped_example", Path(EXAMPLE_IMAGE), Path(EXAMPLE_LABEL), "mr"))
     return found
 
 
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--index", type=Path, default=None)
+    parser.add_argument("--split", choices=("test", "train"), default="test",
+                        help="the index's 3D volumes of this split (test: with the shipped example)")
     parser.add_argument("--labels-per-case", type=int, default=4)
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--corrections", nargs="+", default=["trained", "edit"],
@@ -108,17 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline", default="official",
                         help="predictor pipeline (official: whole slices, so embeddings are shared by all "
                              "structures of a case)")
+    parser.add_argument("--no-edge-cut", action="store_true",
+                        help="negative clicks without the edge cut (LiteMedSAMLib.edge_cut), as before 2026-12-06")
     parser.add_argument("--embedding-cache", type=Path, default=None)
     parser.add_argument("--encode-only", action="store_true", help="only fill the embedding cache")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    report = {"clicks": args.clicks, "pipeline": args.pipeline, "cases": {}}
+    report = {"clicks": args.clicks, "pipeline": args.pipeline, "split": args.split,
+              "edge_cut": not args.no_edge_cut, "cases": {}}
     predictor = make_predictor("litemedsam", "exact", threads=args.threads)
     if args.embedding_cache is not None:
         predictor.encoder = DiskCachedEncoder(predictor.encoder, args.embedding_cache)
-    for name, image_path, label_path, preset in cases(args.index):
+    for name, image_path, label_path, preset in cases(args.index, args.split):
         array = sitk.GetArrayFromImage(read_image(image_path))
         gt, spacing = read_label_volume(label_path)
         labels = pick_labels(gt, args.labels_per_case)
@@ -138,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 oracle = correction == ORACLE
                 steps = evaluate_clicks(predictor, gt == label, args.clicks, spacing,
                                         correction="trained-edit" if oracle else correction,
-                                        pipeline=args.pipeline,
+                                        pipeline=args.pipeline, edge_cut=not args.no_edge_cut,
                                         session_class=oracle_session(gt == label) if oracle else RefinementSession)
                 dscs = [s.dsc for s in steps] + [steps[-1].dsc] * (args.clicks + 1 - len(steps))
                 nsds = [s.nsd for s in steps] + [steps[-1].nsd] * (args.clicks + 1 - len(steps))

@@ -124,6 +124,7 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
                     spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0), tolerance_mm: float = 2.0,
                     correction: str | None = None, mask_prompt: bool = True,
                     on_step: Callable[[ClickStep], None] | None = None, pipeline=None,
+                    edge_cut: bool = True,
                     session_class: type[RefinementSession] = RefinementSession) -> list[ClickStep]:
     """Box from ``gt``'s bounding box, then up to ``clicks`` simulated clicks.
 
@@ -133,7 +134,7 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
         clicks: how many clicks after the box (the protocol stops early when nothing is wrong).
         spacing_zyx: voxel size in mm, for click centres and NSD.
         tolerance_mm: NSD tolerance.
-        correction, mask_prompt, pipeline: see :class:`RefinementSession` (``correction=None``:
+        correction, mask_prompt, pipeline, edge_cut: see :class:`RefinementSession` (``correction=None``:
             its default, the trained click decoder when the model has one).
         on_step: called with each :class:`ClickStep` as it is scored.
         session_class: the session that corrects (a subclass measures another correction rule,
@@ -147,7 +148,7 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
     if clicks < 0:
         raise LiteMedSAMError(f"the number of clicks must be 0 or more, got {clicks}")
     session = session_class(predictor, Box3D.from_mask(gt), correction=correction,
-                            mask_prompt=mask_prompt, pipeline=pipeline)
+                            mask_prompt=mask_prompt, pipeline=pipeline, edge_cut=edge_cut)
     session.run()
     steps: list[ClickStep] = []
 
@@ -188,7 +189,7 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
                           window: tuple[float, float] | None = None, mode: str | None = None,
                           threads: int | None = None, tolerance_mm: float = 2.0,
                           correction: str | None = None, mask_prompt: bool = True,
-                          on_step=None, pipeline=None) -> dict:
+                          on_step=None, pipeline=None, edge_cut: bool = True) -> dict:
     """The simulated-click protocol (:mod:`LiteMedSAMLib.clicks`) for each label of ``gt_path``.
 
     Returns a JSON-ready dict: per label the steps (after the box, then each click) with DSC,
@@ -230,6 +231,7 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
     for label in present:
         steps = evaluate_clicks(predictor, gt == label, clicks, spacing, tolerance_mm,
                                 correction=correction, mask_prompt=mask_prompt, pipeline=pipeline,
+                                edge_cut=edge_cut,
                                 on_step=None if on_step is None else (lambda s, lab=label: on_step(lab, s)))
         results[str(label)] = [step.as_dict() for step in steps]
     n = clicks + 1
@@ -239,7 +241,7 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
            for i, label in enumerate(results)}
     auc_mean = {f"{key}_auc": float(np.mean([a[f"{key}_auc"] for a in auc.values()])) for key in ("dsc", "nsd")}
     return {"image": str(image_path), "ground_truth": str(gt_path), "clicks": clicks,
-            "correction": correction, "mask_prompt": mask_prompt,
+            "correction": correction, "mask_prompt": mask_prompt, "edge_cut": edge_cut,
             "pipeline": get_pipeline(pipeline).name, "tolerance_mm": tolerance_mm,
             "mode": predictor.mode, "preset": predictor.mapping.kind, "labels": results,
             "mean": {key: [float(np.mean(col)) for col in zip(*rows)] for key, rows in padded.items()},

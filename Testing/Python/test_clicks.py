@@ -80,7 +80,12 @@ def test_evaluate_clicks_command(small_case, capsys):
     assert report["mean"]["dsc"] == pytest.approx(dsc)
     assert all(0.0 <= s["nsd"] <= 1.0 for s in steps)
     assert steps[1]["click"]["positive"] and steps[1]["changed_slices"] >= 1
-    assert report["correction"] == "edit"
+    assert report["correction"] == "edit" and report["edge_cut"] is True
+    # the edit as it was (no edge cut on negative clicks): the same here, both clicks are positive
+    assert main(["evaluate-clicks", str(image), str(label), "--clicks", "2", "--preset", "mr",
+                 "--mode", "torch", "--correction", "edit", "--no-edge-cut", "--json", "-q"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["edge_cut"] is False and [s["dsc"] for s in plain["labels"]["2"]] == dsc
     # the challenge's DSC_AUC: trapezoid over the click steps only (2 clicks: their mean)
     assert report["auc"]["labels"]["2"]["dsc_auc"] == pytest.approx((dsc[1] + dsc[2]) / 2)
     assert report["auc"]["mean"]["nsd_auc"] == pytest.approx((steps[1]["nsd"] + steps[2]["nsd"]) / 2)
