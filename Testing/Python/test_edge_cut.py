@@ -113,3 +113,20 @@ def test_a_session_takes_the_cut_away_with_the_edit(case):
     expected = without.astype(bool) & ~edge_cut(before, predictor.viewed_slice(z), np.array([[x, y]]))
     assert np.array_equal(with_cut.astype(bool), expected)
     assert with_cut[y, x] == 0 and np.all(with_cut <= before)
+
+
+def test_the_cut_sees_the_slice_as_the_model_does_through_a_frame(case):
+    """``viewed_slice``: the whole slice under the frame's window (what a windowed or cropped
+    object's model sees, on the slice grid), so the cut finds the edges the model was shown."""
+    from LiteMedSAMLib.predictor import Frame, FramedPredictor
+    from LiteMedSAMLib.preprocessing import IntensityMapping
+
+    predictor, _, _ = case
+    window = IntensityMapping("window", lower=20, upper=120, vmin=20, vmax=120)
+    view = FramedPredictor(predictor, Frame(30, 40, 120, 150, window))
+    whole = view.viewed_slice(3)
+    assert whole.shape == predictor.shape[1:]
+    np.testing.assert_array_equal(whole[40:150, 30:120], predictor.frame_uint8(3, view.frame))
+    assert not np.array_equal(whole, predictor.viewed_slice(3))  # not the volume's own mapping
+    np.testing.assert_array_equal(FramedPredictor(predictor, Frame(30, 40, 120, 150)).viewed_slice(3),
+                                  predictor.viewed_slice(3))  # a crop alone keeps the mapping
