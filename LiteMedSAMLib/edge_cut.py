@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .errors import LiteMedSAMError
+
 #: How far (in multiples of the mask's depth at the prompt) a cut may reach from the prompt.
 REACH = 4.0
 #: The least reach in pixels (a click on the mask's rim has a depth of about one pixel).
@@ -53,8 +55,16 @@ def edge_cut(mask: np.ndarray, image: np.ndarray, pixels: np.ndarray, reach: flo
         the whole mask lies within reach (nothing farther to keep).
     """
     mask = np.asarray(mask) > 0
+    image = np.asarray(image)
+    if mask.ndim != 2 or image.shape[:2] != mask.shape:
+        raise LiteMedSAMError(f"edge_cut needs a 2-D mask and an image on its grid; got mask "
+                              f"{mask.shape} and image {image.shape}")
     cut = np.zeros(mask.shape, dtype=bool)
     pixels = np.asarray(pixels, dtype=np.int64).reshape(-1, 2)
+    off = (pixels[:, 0] < 0) | (pixels[:, 0] >= mask.shape[1]) | (pixels[:, 1] < 0) | (pixels[:, 1] >= mask.shape[0])
+    if off.any():
+        raise LiteMedSAMError(f"prompt pixel (x, y) = {tuple(int(v) for v in pixels[off][0])} lies outside "
+                              f"the slice ({mask.shape[1]} x {mask.shape[0]})")
     inside = pixels[mask[pixels[:, 1], pixels[:, 0]]]
     if not len(inside):
         return cut
@@ -72,7 +82,7 @@ def edge_cut(mask: np.ndarray, image: np.ndarray, pixels: np.ndarray, reach: flo
     markers = np.zeros(region.shape, dtype=np.int16)
     markers[~region] = -1  # outside the mask: never flooded from inside, never part of a basin
     markers[keep], markers[seeds] = 2, 1
-    levels = _levels(gradient_magnitude(np.asarray(image)[y0:y1, x0:x1]), region)
+    levels = _levels(gradient_magnitude(image[y0:y1, x0:x1]), region)
     levels[markers > 0] = 0  # markers flood from themselves, also where they lie on an edge
     basins = ndimage.watershed_ift(levels, markers)
     cut[y0:y1, x0:x1] = region & (basins == 1)

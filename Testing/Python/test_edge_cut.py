@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from LiteMedSAMLib.boxes import Box3D
 from LiteMedSAMLib.edge_cut import MIN_REACH, REACH, edge_cut
+from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.evaluation.metrics import dice
 from LiteMedSAMLib.predictor import VolumePredictor
 from LiteMedSAMLib.refinement import RefinementSession
@@ -43,6 +44,14 @@ def test_no_cut_outside_the_mask_or_where_nothing_lies_beyond_reach():
     small[20:26, 20:26] = True  # depth 3 at the centre: all of it within reach
     assert not edge_cut(small, image, np.array([[23, 23]])).any()
     assert not edge_cut(np.zeros_like(mask), image, np.array([[23, 23]])).any()
+
+
+def test_bad_input_is_a_clear_error():
+    image, _, mask = _object_with_leak()
+    with pytest.raises(LiteMedSAMError, match="outside the slice"):
+        edge_cut(mask, image, np.array([[80, 5]]))
+    with pytest.raises(LiteMedSAMError, match="on its grid"):
+        edge_cut(mask, image[:, :40], np.array([[20, 20]]))
 
 
 def test_the_cut_never_reaches_farther_than_its_reach():
