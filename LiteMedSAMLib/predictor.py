@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -348,9 +348,8 @@ class FramedPredictor:
 
     def viewed_slice(self, z: int) -> np.ndarray:
         """The whole slice ``z`` under this frame's intensity mapping (the model sees its crop)."""
-        self.predictor.check_slice(z)
-        mapping = self.frame.mapping or self.predictor.mapping
-        return mapping.apply(self.predictor.raw_region(z, z + 1, 0, self.shape[1], 0, self.shape[2])[0])
+        _, h, w = self.shape
+        return self.predictor.frame_uint8(z, replace(self.frame, x0=0, y0=0, x1=w, y1=h))
 
     def predict_model_box(self, z, box_model, points_model=None, point_labels=None,
                           mask_input=None, decoder=None) -> SlicePrediction:
