@@ -3,9 +3,9 @@
 A structure of the suite's test split (default: Colin27's left caudate, AAL label 71, which the
 box pass over-segments), default pipeline, default correction (``trained-edit``). The CVPR 2025
 protocol's clicks are made until one is negative and the edge cut changes its slice; that click
-is shown three ways, cropped around the slice's box: the mask before it, after it without the
-edge cut, and after it with the cut (the library's default). Reference outline white, mask
-green, the click a yellow x. Needs the suite's cache (``tools/fetch_public_data.py``).
+is shown three ways, cropped around the mask and the reference: the mask before it, after it
+without the edge cut, and after it with the cut (the library's default). Reference outline
+white, mask green, the click a yellow x. Needs the suite's cache (``tools/fetch_public_data.py``).
 
     python tools/render_edge_cut_figure.py [--case colin27_aal --label 71] [-o Resources/Figures/edge_cut.png]
 """
@@ -34,12 +34,13 @@ from LiteMedSAMLib.evaluation.metrics import dice  # noqa: E402
 from LiteMedSAMLib.refinement import RefinementSession  # noqa: E402
 
 
-def corrected(session: RefinementSession, click, edge_cut: bool) -> np.ndarray:
-    """The clicked slice after ``click`` with or without the cut; the session is left as it was."""
-    session.edge_cut = edge_cut
+def without_cut(session: RefinementSession, click) -> np.ndarray:
+    """The clicked slice after ``click`` without the cut; the session is left as it was."""
+    session.edge_cut = False
     session.add_point(click.z, click.x, click.y, click.positive)
     result = session.mask[click.z].copy()
     session.undo()
+    session.edge_cut = True
     return result
 
 
@@ -65,12 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     for number in range(1, args.clicks + 1):
         click = next_click(session.mask, gt, loaded.spacing_zyx)
         before = session.mask[click.z].copy()
-        if not click.positive:
-            plain, cut = corrected(session, click, False), corrected(session, click, True)
-            if not np.array_equal(plain, cut):
-                break
-        session.edge_cut = True
-        session.add_point(click.z, click.x, click.y, click.positive)
+        plain = None if click.positive else without_cut(session, click)
+        session.add_point(click.z, click.x, click.y, click.positive)  # with the cut, as by default
+        cut = session.mask[click.z]
+        if plain is not None and not np.array_equal(plain, cut):
+            break
     else:
         raise LiteMedSAMError(f"no negative click of the first {args.clicks} was changed by the edge cut")
 
