@@ -36,7 +36,11 @@ measurements can be rerun:
 - ``carry2d``: 2D starts carry too, each carried slice checked against the box alone (the
   sweep ends where the model's own decoder, given the slice's box, ends the object);
 - ``centred``: on CT the box window keeps the volume's width and is centred on the median of
-  the box's central part (:func:`centred_window`).
+  the box's central part (:func:`centred_window`);
+- ``pad``: the user's box enlarged by ``box_margin`` model pixels on each side
+  (:func:`padded_box2d`), as LiteMedSAM saw boxes in training (0-5 pixels looser than tight);
+- ``flip``: test-time flip, every slice also segmented mirrored left-right and the logits
+  averaged (:class:`~LiteMedSAMLib.predictor.FlipView`; twice the encoder runs).
 
 A pipeline is named (``"official"``, ``"default"``) or written as levers added to the official
 one: ``"official+window+crop"``. :func:`frame_for_box` turns a pipeline and a box into the
@@ -67,6 +71,10 @@ LEVER_SETTINGS = {
     "carry2d": {"carry": True, "carry_2d_starts": True, "carry_stop_check": True},
     # the box window, centred on the object where the volume is CT
     "centred": {"window": True, "window_centred_ct": True},
+    # the user's box a little looser, as the model saw boxes in training
+    "pad": {"box_margin": 2.0},
+    # every slice also seen mirrored, the logits averaged
+    "flip": {"flip": True},
 }
 LEVERS = tuple(LEVER_SETTINGS)
 
@@ -116,6 +124,13 @@ class Pipeline:
     # box's percentiles: soft-tissue organs keep about the window the model was trained with,
     # vessels with contrast and bone get it moved to their own intensity
     window_centred_ct: bool = False
+    # the user's box is enlarged by this many model pixels (1/256 of the slice's longest side)
+    # on each side before anything else (window, choice, start slice): LiteMedSAM was trained
+    # with boxes 0-5 model pixels looser than the object's tight box
+    box_margin: float = 0.0
+    # test-time flip: every slice is also segmented mirrored left-right and the logits averaged
+    # (FlipView; twice the encoder and decoder runs)
+    flip: bool = False
 
     def carries(self, slice_spacing: float | None, start_2d: bool = False) -> bool:
         """Whether the box pass carries each slice into the next at this slice spacing (mm),
@@ -129,7 +144,7 @@ class Pipeline:
     @property
     def is_official(self) -> bool:
         """True when nothing is added: masks identical to the official script."""
-        return not (self.window or self.crop or self.stop or self.carry)
+        return not (self.window or self.crop or self.stop or self.carry or self.box_margin or self.flip)
 
 
 OFFICIAL = Pipeline("official")
@@ -166,7 +181,8 @@ PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; defa
                  "+carry (each slice's result is the next one's mask prompt, at any spacing); measured "
                  "and not adopted: +ensemble (both windows' logits averaged on every slice), +carry2d (2D "
                  "starts carry, ending where the box alone ends the object), +centred (CT box window of the "
-                 "volume's width centred on the box's centre)")
+                 "volume's width centred on the box's centre), +pad (the box 2 model pixels looser), +flip "
+                 "(test-time flip: each slice also mirrored, logits averaged; twice the time)")
 
 
 def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
@@ -188,6 +204,16 @@ def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
     for lever in levers:
         changes.update(LEVER_SETTINGS[lever])
     return replace(PIPELINES[base], name=spec, **changes)
+
+
+def padded_box2d(box2d: tuple[int, int, int, int], shape_yx: tuple[int, int],
+                 margin: float) -> tuple[int, int, int, int]:
+    """An inclusive in-slice box enlarged by ``margin`` model pixels (``margin * max(H, W) /
+    256`` slice pixels, rounded) on each side, clipped to the slice."""
+    h, w = shape_yx
+    pad = int(round(margin * max(h, w) / 256))
+    x0, y0, x1, y1 = box2d
+    return max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, w - 1), min(y1 + pad, h - 1)
 
 
 def crop_rect(box2d: tuple[int, int, int, int], shape_yx: tuple[int, int],
@@ -318,8 +344,14 @@ def object_view(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int],
     frame, choice = choose_frame(pipeline, predictor, box2d, z_range, z_start)
     if pipeline.window_ensemble and frame is not None and frame.mapping is not None:
         volume_view = _view(predictor, _without_window(frame, predictor.shape))
-        return EnsembleView([volume_view, _view(predictor, frame)]), choice
-    return _view(predictor, frame), choice
+        view = EnsembleView([volume_view, _view(predictor, frame)])
+    else:
+        view = _view(predictor, frame)
+    if pipeline.flip:
+        from .predictor import FlipView
+
+        view = FlipView(view)
+    return view, choice
 
 
 def _without_window(frame, shape: tuple[int, int, int]):

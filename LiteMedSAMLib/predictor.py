@@ -26,6 +26,7 @@ from .preprocessing import (
     logits_to_mask,
     points_to_model,
     prepare_slice,
+    resized_shape,
 )
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class Frame:
     x1: int
     y1: int
     mapping: IntensityMapping | None = None
+    # the crop is shown mirrored left-right (test-time flip: :class:`FlipView`)
+    flip: bool = False
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -201,7 +204,8 @@ class VolumePredictor:
             return self.slice_uint8(z)
         self.check_slice(z)
         mapping = frame.mapping or self.mapping
-        return mapping.apply(self._volume[z, frame.y0:frame.y1, frame.x0:frame.x1])
+        image = mapping.apply(self._volume[z, frame.y0:frame.y1, frame.x0:frame.x1])
+        return np.ascontiguousarray(np.fliplr(image)) if frame.flip else image
 
     def raw_region(self, z0: int, z1: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Raw voxels ``[z0:z1, y0:y1, x0:x1]`` (a view; for windows computed from a box)."""
@@ -426,3 +430,73 @@ def _view_rect(view) -> tuple[int, int, int, int]:
     if frame is None:
         return 0, 0, view.shape[2], view.shape[1]
     return frame.x0, frame.y0, frame.x1, frame.y1
+
+
+class FlipView:
+    """Test-time flip: each prompt is also given to the slice mirrored left-right, and the
+    two low-resolution logits (the mirrored one mirrored back) are averaged.
+
+    Wraps a predictor or a :class:`FramedPredictor` and keeps its interface and its model space
+    (boxes, points, mask prompts and logits are those of the unmirrored view); the mirrored
+    image is encoded and cached under its own :class:`Frame` (``flip=True``), so each slice
+    costs two encoder runs and two decoder runs. Pipeline lever ``flip``
+    (:mod:`~LiteMedSAMLib.pipeline`).
+    """
+
+    def __init__(self, view) -> None:
+        self.view = view
+        _, h, w = view.shape
+        frame = getattr(view, "frame", None) or Frame(0, 0, w, h)
+        self._frame = getattr(view, "frame", None)  # None: the whole slice
+        self._mirrored = replace(frame, flip=True)
+        fh, fw = frame.hw
+        self._scale = MODEL_INPUT_SIZE / max(fh, fw)
+        self._width = fw                            # the crop's width in slice pixels
+        self._content = resized_shape(fh, fw)[1]    # model columns that hold the image
+
+    def __getattr__(self, name: str):
+        return getattr(self.view, name)
+
+    def _mirror_x(self, x: np.ndarray) -> np.ndarray:
+        """Model-space x of pixel coordinates, mirrored: pixel x -> width - 1 - x."""
+        return (self._width - 1) * self._scale - x
+
+    def _mirror_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        out = logits.clone()
+        out[..., :self._content] = torch.flip(logits[..., :self._content], dims=[-1])
+        return out
+
+    def _mirrored_prompts(self, box_model, points_model, mask_input):
+        box = None
+        if box_model is not None:
+            x0, y0, x1, y1 = (float(v) for v in np.asarray(box_model))
+            box = np.array([self._mirror_x(x1), y0, self._mirror_x(x0), y1], dtype=np.float64)
+        points = None
+        if points_model is not None and len(points_model):
+            points = np.array(points_model, dtype=np.float64)
+            points[:, 0] = self._mirror_x(points[:, 0])
+        mask = None if mask_input is None else self._mirror_logits(mask_input)
+        return box, points, mask
+
+    def _mean(self, plain: SlicePrediction, mirrored_logits: torch.Tensor, mirrored_iou: float
+              ) -> SlicePrediction:
+        logits = (plain.low_res_logits + self._mirror_logits(mirrored_logits)) / 2
+        hw = self.view.shape[1:] if self._frame is None else self._frame.hw
+        mask = self.view.base._paste(logits_to_mask(logits, hw), self._frame)
+        return SlicePrediction(mask, (plain.iou + mirrored_iou) / 2, logits)
+
+    def predict_model_box(self, z, box_model, points_model=None, point_labels=None,
+                          mask_input=None, decoder=None) -> SlicePrediction:
+        plain = self.view.predict_model_box(z, box_model, points_model, point_labels, mask_input,
+                                            decoder=decoder)
+        box, points, mask = self._mirrored_prompts(box_model, points_model, mask_input)
+        mirrored = self.view.base.predict_model_box(z, box, points, point_labels, mask, frame=self._mirrored,
+                                                    decoder=decoder)
+        return self._mean(plain, mirrored.low_res_logits, mirrored.iou)
+
+    def predict_multimask(self, z, box_model, points_model=None, point_labels=None,
+                          mask_input=None) -> list[SlicePrediction]:
+        plain = self.view.predict_multimask(z, box_model, points_model, point_labels, mask_input)
+        box, points, mask = self._mirrored_prompts(box_model, points_model, mask_input)
+        mirrored = self.view.base.predict_multimask(z, box, points, point_labels, mask, frame=self._mirrored)
+        return [self._mean(p, m.low_res_logits, m.iou) for p, m in zip(plain, mirrored)]

@@ -211,7 +211,7 @@ class RefinementSession:
                  scribble_prompt: str | None = None, pipeline=None, carry: bool = True,
                  edge_cut: bool = True) -> None:
         from .click_decoder import click_decoder_for, default_correction, has_click_decoder
-        from .pipeline import get_pipeline, object_view
+        from .pipeline import get_pipeline, object_view, padded_box2d
 
         if correction is None:
             correction = default_correction(predictor)
@@ -227,6 +227,9 @@ class RefinementSession:
             self.box, _ = check_box(box, predictor.shape, name="box")
             self.mid, self.stop = middle_slice(self.box.z0, self.box.z1), self.pipeline.stop
             window_slices = (self.box.z0, self.box.z1)
+        if self.pipeline.box_margin:
+            x0, y0, x1, y1 = padded_box2d(self.box.box2d, predictor.shape[1:], self.pipeline.box_margin)
+            self.box = Box3D(x0, y0, self.box.z0, x1, y1, self.box.z1)
         # the window choice (when the pipeline makes one) is kept to say why this view
         self.predictor, self.window_choice = object_view(self.pipeline, predictor, self.box.box2d,
                                                          window_slices, self.mid)

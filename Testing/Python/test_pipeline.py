@@ -82,7 +82,8 @@ def test_stop_rule_ends_on_a_sliver_or_a_jump_to_another_object_and_the_default_
 
 
 def test_levers_measured_and_not_adopted_are_named_and_off_in_the_default():
-    """ensemble, carry2d and centred (README, *Accuracy*): each lost on the train split."""
+    """ensemble, carry2d, centred, pad and flip (README, *Accuracy*): each lost on the train split
+    or, flip, on the test split."""
     assert not (DEFAULT.window_ensemble or DEFAULT.carry_stop_check or DEFAULT.window_centred_ct)
     ensemble = get_pipeline("default+ensemble")
     assert ensemble.window_ensemble and not ensemble.window_choice and ensemble.carry
@@ -91,6 +92,32 @@ def test_levers_measured_and_not_adopted_are_named_and_off_in_the_default():
     assert not carry2d.carries(2.0, start_2d=True)  # the default's spacing limit stays
     assert get_pipeline("default+centred").window_centred_ct
     assert get_pipeline("official+centred").window and not get_pipeline("official+centred").is_official
+    assert DEFAULT.box_margin == 0 and get_pipeline("default+pad").box_margin == 2
+    assert not get_pipeline("official+pad").is_official
+
+
+def test_a_padded_box_grows_by_model_pixels_and_stays_on_the_slice():
+    from LiteMedSAMLib.pipeline import padded_box2d
+
+    # 512 pixels: a model pixel is 2 slice pixels
+    assert padded_box2d((100, 200, 150, 260), (512, 400), 2.0) == (96, 196, 154, 264)
+    assert padded_box2d((1, 2, 395, 509), (512, 400), 2.0) == (0, 0, 399, 511)
+    assert padded_box2d((10, 10, 20, 20), (256, 256), 0.0) == (10, 10, 20, 20)
+
+
+def test_the_pad_lever_prompts_the_start_slice_with_the_looser_box(model):
+    from LiteMedSAMLib.predictor import VolumePredictor
+    from LiteMedSAMLib.refinement import RefinementSession
+
+    volume = np.zeros((3, 128, 128), np.float32)
+    volume[:, 40:80, 50:90] = 200.0
+    predictor = VolumePredictor(model)
+    predictor.set_volume(volume, preset="mr")
+    padded = RefinementSession(predictor, (50, 40, 0, 89, 79, 2), pipeline="official+pad")
+    assert padded.box.box2d == (49, 39, 90, 80)  # 2 model pixels = 1 slice pixel here
+    assert padded.box.z0 == 0 and padded.box.z1 == 2  # the slice range stays
+    padded.run()
+    assert np.array_equal(padded.slice_box(1), predictor.box_to_model((49, 39, 90, 80)))
 
 
 def test_centred_window_keeps_the_width_and_centres_on_the_median():

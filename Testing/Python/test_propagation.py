@@ -201,3 +201,70 @@ def test_window_ensemble_needs_views_of_the_same_part_of_the_slice(predictor):
         EnsembleView([predictor, FramedPredictor(predictor, Frame(0, 0, w // 2, h // 2))])
     with pytest.raises(LiteMedSAMError, match="at least two"):
         EnsembleView([predictor])
+
+
+def _mirrored_predictor(model, volume):
+    from LiteMedSAMLib.predictor import VolumePredictor
+
+    mirrored = VolumePredictor(model)
+    mirrored.set_volume(np.ascontiguousarray(volume[:, :, ::-1]), preset="mr")
+    return mirrored
+
+
+@pytest.mark.parametrize("width", [256, 128])  # square-ish, and a slice padded on its right
+def test_flip_view_averages_with_the_mirrored_slice_mirrored_back(model, width):
+    """Lever ``flip``: a prompt is also given to the slice mirrored left-right, and the logits
+    are those of the plain slice averaged with the mirrored slice's mirrored back, exactly as
+    if the user had mirrored the image and the box (one model pixel per slice pixel here, so
+    the box needs no rounding)."""
+    import torch
+
+    from LiteMedSAMLib.predictor import FlipView, VolumePredictor
+    from LiteMedSAMLib.preprocessing import logits_to_mask
+
+    rng = np.random.default_rng(0)
+    volume = rng.normal(0, 20, (2, 256, width)).astype(np.float32)
+    volume[:, 60:140, 20:70] += 300.0
+    volume[:, 90:120, 80:width - 10] += 150.0
+    predictor = VolumePredictor(model)
+    predictor.set_volume(volume, preset="mr")
+    mirrored = _mirrored_predictor(model, volume)
+    box = np.array([18.0, 58.0, 72.0, 142.0])
+    points, labels = np.array([[40.0, 100.0]]), np.array([1])
+    view = FlipView(predictor)
+    both = view.predict_model_box(0, box, points, labels)
+    plain = predictor.predict_model_box(0, box, points, labels)
+    mirror_box = np.array([width - 1 - 72.0, 58.0, width - 1 - 18.0, 142.0])
+    other = mirrored.predict_model_box(0, mirror_box, np.array([[width - 1 - 40.0, 100.0]]), labels)
+    back = other.low_res_logits.clone()
+    back[..., :width] = torch.flip(other.low_res_logits[..., :width], dims=[-1])
+    np.testing.assert_allclose(both.low_res_logits, (plain.low_res_logits + back) / 2, atol=1e-5)
+    np.testing.assert_array_equal(both.mask, logits_to_mask(both.low_res_logits, (256, width)))
+    assert both.iou == pytest.approx((plain.iou + other.iou) / 2)
+    assert predictor.encoder_runs == 2  # the slice and its mirror, each cached
+    view.predict_model_box(0, box)
+    assert predictor.encoder_runs == 2
+    # a mask prompt is mirrored on the way in: feeding the mirrored slice's logits back in
+    # through the view is the same as feeding them to the mirrored predictor directly
+    again = view.predict_model_box(0, box, mask_input=both.low_res_logits)
+    direct = mirrored.predict_model_box(0, mirror_box, mask_input=view._mirror_logits(both.low_res_logits))
+    plain_again = predictor.predict_model_box(0, box, mask_input=both.low_res_logits)
+    np.testing.assert_allclose(again.low_res_logits,
+                               (plain_again.low_res_logits + view._mirror_logits(direct.low_res_logits)) / 2,
+                               atol=1e-5)
+    assert len(view.predict_multimask(0, box)) == 3
+
+
+def test_the_flip_lever_sweeps_through_a_flip_view_of_the_chosen_frame(predictor):
+    from LiteMedSAMLib.pipeline import get_pipeline, object_view
+    from LiteMedSAMLib.predictor import FlipView
+
+    flip = get_pipeline("default+flip")
+    assert flip.flip and not get_pipeline("default").flip and not get_pipeline("official+flip").is_official
+    view, _ = object_view(flip, predictor, LOBE.box2d, (LOBE.z0, LOBE.z1), 11)
+    assert isinstance(view, FlipView)
+    plain, _ = object_view(get_pipeline("default"), predictor, LOBE.box2d, (LOBE.z0, LOBE.z1), 11)
+    assert getattr(view.view, "frame", None) == getattr(plain, "frame", None)  # the same choice
+    box = view.box_to_model(LOBE.box2d)
+    assert np.array_equal(box, plain.box_to_model(LOBE.box2d))
+    assert view.predict_model_box(11, box).mask.sum() > 300
