@@ -11,6 +11,7 @@ from LiteMedSAMLib.evaluation.metrics import dice
 from LiteMedSAMLib.evaluation.reference import official_infer_3d
 from LiteMedSAMLib.predictor import VolumePredictor
 from LiteMedSAMLib.propagation import middle_slice, segment_slice, segment_volume, sweep_order
+from LiteMedSAMLib.refinement import RefinementSession
 
 # Left temporal lobe of the example over 5 slices: a real structure, kept short for CPU time.
 LOBE = Box3D(14, 79, 9, 62, 130, 13)
@@ -69,7 +70,6 @@ def test_window_choice_keeps_the_frame_with_the_higher_predicted_iou(predictor):
     from dataclasses import replace
 
     from LiteMedSAMLib.pipeline import get_pipeline
-    from LiteMedSAMLib.refinement import RefinementSession
 
     windowed = get_pipeline("official+window")
     (official_mask,) = segment_volume(predictor, [LOBE], pipeline="official")
@@ -165,7 +165,6 @@ def test_window_ensemble_averages_both_windows_logits_on_every_slice(predictor):
     from LiteMedSAMLib.pipeline import frame_for_box, get_pipeline, object_view
     from LiteMedSAMLib.predictor import EnsembleView, FramedPredictor
     from LiteMedSAMLib.preprocessing import logits_to_mask
-    from LiteMedSAMLib.refinement import RefinementSession
 
     ensemble = get_pipeline("official+ensemble")
     assert ensemble.window and ensemble.window_ensemble and not ensemble.window_choice
@@ -268,3 +267,16 @@ def test_the_flip_lever_sweeps_through_a_flip_view_of_the_chosen_frame(predictor
     box = view.box_to_model(LOBE.box2d)
     assert np.array_equal(box, plain.box_to_model(LOBE.box2d))
     assert view.predict_model_box(11, box).mask.sum() > 300
+
+
+@pytest.mark.parametrize("pipeline", ["official", "default"])
+def test_one_box_costs_the_default_one_encoder_run_more_than_the_official(model, example, pipeline):
+    """Speed (#11): a box alone, on a fresh predictor, encodes its slices once with the official
+    pipeline and once more (the start slice under the window not kept) with the default,
+    whichever window the choice keeps (README, *Accuracy*; tools/encoded_slices_per_box.py)."""
+    image, _, _ = example
+    predictor = VolumePredictor(model)
+    predictor.set_volume(image, preset="mr")
+    mask = RefinementSession(predictor, LOBE, pipeline=pipeline).run()
+    assert mask[LOBE.z0:LOBE.z1 + 1].any(axis=(1, 2)).all()
+    assert predictor.encoder_runs == len(LOBE.z_range) + (pipeline == "default")
