@@ -77,6 +77,7 @@ class ClickStep:
     nsd: float
     changed_slices: int
     slice_seconds: float | None = None  # the clicked slice's correction alone (what a viewer shows first)
+    click_seconds: float | None = None  # the whole click: the clicked slice and its re-propagation
     # voxels that became right minus voxels that became wrong: on the clicked slice (its own
     # correction), on the slices re-propagated from it, and what a perfect correction of just the
     # error region under the click, on its slice, would have gained (the clicked slice's bound)
@@ -88,7 +89,8 @@ class ClickStep:
         click = None if self.click is None else {"z": self.click.z, "y": self.click.y, "x": self.click.x,
                                                  "positive": self.click.positive}
         return {"click": click, "dsc": self.dsc, "nsd": self.nsd, "changed_slices": self.changed_slices,
-                "slice_seconds": self.slice_seconds, "clicked_gain": self.clicked_gain,
+                "slice_seconds": self.slice_seconds, "click_seconds": self.click_seconds,
+                "clicked_gain": self.clicked_gain,
                 "propagated_gain": self.propagated_gain, "local_bound": self.local_bound}
 
 
@@ -152,10 +154,11 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
     session.run()
     steps: list[ClickStep] = []
 
-    def score(mask: np.ndarray, click: Click | None, changed: int, seconds: float | None = None,
+    def score(mask: np.ndarray, click: Click | None, changed: int,
+              seconds: tuple[float, float] = (None, None),
               gains: tuple[int, int, int] = (None, None, None)) -> None:
         step = ClickStep(click, dice(mask, gt), normalized_surface_dice(mask, gt, spacing_zyx, tolerance_mm),
-                         changed, seconds, *gains)
+                         changed, seconds[0], seconds[1], *gains)
         steps.append(step)
         if on_step is not None:
             on_step(step)
@@ -174,11 +177,12 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
         clicked = session.slice_mask(z).copy()  # deferred: the clicked slice is all that changed yet
         session.defer_propagation = False
         changed = sorted(set(changed) | set(session.propagate_pending()))
+        total = time.perf_counter() - start
         after = session.mask
         clicked_gain = _right(clicked, gt[z]) - _right(mask[z], gt[z])
         gains = (clicked_gain, _right(after, gt) - _right(mask, gt) - clicked_gain,
                  local_bound(mask[z], gt[z], click.x, click.y))
-        score(after, click, len(changed), seconds, gains)
+        score(after, click, len(changed), (seconds, total), gains)
         mask = after
     return steps
 

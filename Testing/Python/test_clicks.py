@@ -90,6 +90,8 @@ def test_evaluate_clicks_command(small_case, capsys):
     assert report["auc"]["labels"]["2"]["dsc_auc"] == pytest.approx((dsc[1] + dsc[2]) / 2)
     assert report["auc"]["mean"]["nsd_auc"] == pytest.approx((steps[1]["nsd"] + steps[2]["nsd"]) / 2)
     assert all(s["slice_seconds"] > 0 for s in steps[1:])
+    assert all(s["click_seconds"] >= s["slice_seconds"] for s in steps[1:])  # the clicked slice comes first
+    assert steps[0]["click_seconds"] is None
     # where each click's effect went, in voxels: its own slice, the slices re-propagated from it,
     # and the bound of a perfect correction of the error region under it (the click lies in one)
     assert steps[0]["clicked_gain"] is None and steps[0]["local_bound"] is None
