@@ -707,8 +707,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                                         near_p=args.near_start)
             if not outputs:
                 continue
-            loss = sum(seg_loss(lg, gt_t) + args.click_weight * click_region_loss(lg, gt_t, clicked)
-                       for lg, _, clicked in outputs) / len(outputs)
+            loss = sum(seg_loss(lg, gt_t) for lg, _, _ in outputs) / len(outputs)
+            if args.click_weight:  # the region loss only where asked for (the shipped recipe: 0)
+                loss = loss + args.click_weight * sum(click_region_loss(lg, gt_t, clicked)
+                                                      for lg, _, clicked in outputs) / len(outputs)
             # keep the IoU head meaningful (it is not used for the choice, but the decoder ships it)
             loss = loss + 0.1 * F.mse_loss(outputs[-1][1][:, 0], _iou(outputs[-1][0], gt_t))
             (loss / args.accumulate).backward()
