@@ -335,23 +335,20 @@ def object_view(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int],
                 z_range: tuple[int, int], z_start: int):
     """What one object is segmented through: the predictor itself, a
     :class:`~LiteMedSAMLib.predictor.FramedPredictor`, or (lever ``ensemble``) an
-    :class:`~LiteMedSAMLib.predictor.EnsembleView` of the volume's mapping and the box window.
+    :class:`~LiteMedSAMLib.predictor.EnsembleView` of the volume's mapping and the box window;
+    with lever ``flip`` each of them seen through a :class:`~LiteMedSAMLib.predictor.FlipView`.
 
     Returns ``(view, choice)`` as :func:`choose_frame` does.
     """
-    from .predictor import EnsembleView
+    from .predictor import EnsembleView, FlipView
 
     frame, choice = choose_frame(pipeline, predictor, box2d, z_range, z_start)
+    views = [_view(predictor, frame)]
     if pipeline.window_ensemble and frame is not None and frame.mapping is not None:
-        volume_view = _view(predictor, _without_window(frame, predictor.shape))
-        view = EnsembleView([volume_view, _view(predictor, frame)])
-    else:
-        view = _view(predictor, frame)
-    if pipeline.flip:
-        from .predictor import FlipView
-
-        view = FlipView(view)
-    return view, choice
+        views.insert(0, _view(predictor, _without_window(frame, predictor.shape)))
+    if pipeline.flip:  # each view with its own mirror (the mirror of its mapping and crop)
+        views = [FlipView(v) for v in views]
+    return (EnsembleView(views) if len(views) > 1 else views[0]), choice
 
 
 def _without_window(frame, shape: tuple[int, int, int]):

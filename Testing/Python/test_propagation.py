@@ -280,3 +280,19 @@ def test_one_box_costs_the_default_one_encoder_run_more_than_the_official(model,
     mask = RefinementSession(predictor, LOBE, pipeline=pipeline).run()
     assert mask[LOBE.z0:LOBE.z1 + 1].any(axis=(1, 2)).all()
     assert predictor.encoder_runs == len(LOBE.z_range) + (pipeline == "default")
+
+
+def test_flip_with_the_ensemble_mirrors_each_window(predictor):
+    """Levers combine: ``ensemble+flip`` averages both windows, each with its own mirror."""
+    from LiteMedSAMLib.pipeline import get_pipeline, object_view
+    from LiteMedSAMLib.predictor import EnsembleView, FlipView
+
+    view, _ = object_view(get_pipeline("official+ensemble+flip"), predictor, LOBE.box2d, (LOBE.z0, LOBE.z1), 11)
+    assert isinstance(view, EnsembleView) and all(isinstance(v, FlipView) for v in view.views)
+    mappings = [v._mirrored.mapping for v in view.views]
+    assert mappings[0] is None and mappings[1] is not None  # the volume's mapping, the box window
+    box = predictor.box_to_model(LOBE.box2d)
+    both = view.predict_model_box(11, box)
+    parts = [v.predict_model_box(11, box) for v in view.views]
+    np.testing.assert_allclose(both.low_res_logits, (parts[0].low_res_logits + parts[1].low_res_logits) / 2,
+                               atol=1e-6)
