@@ -35,6 +35,11 @@ from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL  # noqa: E402
 from LiteMedSAMLib.imageio import read_image, read_label_volume  # noqa: E402
 from LiteMedSAMLib.refinement import RefinementSession  # noqa: E402
 
+BOX_ONLY = "edit-box-only"
+"""The edit heuristic as a model without a click decoder has it: the box pass without the carry,
+corrections re-propagated with their box alone (the baseline the click decoder issue measures
+against)."""
+
 ORACLE = "oracle-local"
 """A correction that knows the reference: the clicked slice's error region under the click is
 set right, nothing else on the slice changes, then propagation runs as the pipeline does (with
@@ -71,9 +76,29 @@ class DiskCachedEncoder:
         return emb
 
 
-def pick_labels(gt: np.ndarray, count: int, min_voxels: int = 200) -> list[int]:
+def box_only_session(predictor, box, *, correction, pipeline=None, **kwargs) -> RefinementSession:
+    """A session of :data:`BOX_ONLY`: the edit, and no click decoder anywhere."""
+    from dataclasses import replace
+
+    from LiteMedSAMLib.pipeline import get_pipeline
+
+    return RefinementSession(predictor, box, correction="edit", carry=False,
+                             pipeline=replace(get_pipeline(pipeline), carry=False), **kwargs)
+
+
+def pick_labels(gt: np.ndarray, count: int, min_voxels: int = 200, box_rule: bool = False) -> list[int]:
+    """``count`` labels of ``gt`` with at least ``min_voxels`` voxels, spread over their sizes;
+    ``box_rule``: only labels a box describes, by the suite's rule (``suite.box_rule``)."""
+    from scipy import ndimage
+
+    from LiteMedSAMLib.evaluation.suite import box_rule as rule
+    from LiteMedSAMLib.evaluation.suite import describe_label
+
     ids, sizes = np.unique(gt[gt > 0], return_counts=True)
     keep = [(int(s), int(i)) for i, s in zip(ids, sizes) if s >= min_voxels]
+    if box_rule:
+        where = ndimage.find_objects(gt.astype(np.int64))  # each label's box: describe it on its crop
+        keep = [(s, i) for s, i in keep if rule(describe_label(gt[where[i - 1]] == i, i)) is None]
     keep.sort()
     if len(keep) <= count:
         return [i for _, i in keep]
@@ -106,10 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("test", "train"), default="test",
                         help="the index's 3D volumes of this split (test: with the shipped example)")
     parser.add_argument("--labels-per-case", type=int, default=4)
+    parser.add_argument("--box-rule", action="store_true",
+                        help="pick only labels a box describes, by the suite's rule (not before 2026-12-06: "
+                             "the recorded numbers of the 19 structures did not apply it)")
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--corrections", nargs="+", default=["trained", "edit"],
                         help=f"corrections to compare; {ORACLE}: a perfect correction of the error region under "
-                             "each click (the bound)")
+                             f"each click (the bound); {BOX_ONLY}: the edit with no click decoder anywhere (no "
+                             "carried box pass, no carried corrections)")
     parser.add_argument("--pipeline", default="official",
                         help="predictor pipeline (official: whole slices, so embeddings are shared by all "
                              "structures of a case)")
@@ -121,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    report = {"clicks": args.clicks, "pipeline": args.pipeline, "split": args.split,
+    report = {"clicks": args.clicks, "pipeline": args.pipeline, "split": args.split, "box_rule": args.box_rule,
               "edge_cut": not args.no_edge_cut, "cases": {}}
     predictor = make_predictor("litemedsam", "exact", threads=args.threads)
     if args.embedding_cache is not None:
@@ -129,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, image_path, label_path, preset in cases(args.index, args.split):
         array = sitk.GetArrayFromImage(read_image(image_path))
         gt, spacing = read_label_volume(label_path)
-        labels = pick_labels(gt, args.labels_per_case)
+        labels = pick_labels(gt, args.labels_per_case, box_rule=args.box_rule)
         predictor.cache_slices = array.shape[0]
         predictor.set_volume(array, preset=preset, slice_spacing=float(spacing[0]))
         start = time.perf_counter()
@@ -144,10 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             entry = {}
             for correction in args.corrections:
                 oracle = correction == ORACLE
+                session_class = (oracle_session(gt == label) if oracle
+                                 else box_only_session if correction == BOX_ONLY else RefinementSession)
                 steps = evaluate_clicks(predictor, gt == label, args.clicks, spacing,
-                                        correction="trained-edit" if oracle else correction,
+                                        correction="trained-edit" if oracle or correction == BOX_ONLY else correction,
                                         pipeline=args.pipeline, edge_cut=not args.no_edge_cut,
-                                        session_class=oracle_session(gt == label) if oracle else RefinementSession)
+                                        session_class=session_class)
                 dscs = [s.dsc for s in steps] + [steps[-1].dsc] * (args.clicks + 1 - len(steps))
                 nsds = [s.nsd for s in steps] + [steps[-1].nsd] * (args.clicks + 1 - len(steps))
                 times = [s.slice_seconds for s in steps if s.slice_seconds is not None]

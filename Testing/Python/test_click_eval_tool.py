@@ -1,0 +1,43 @@
+"""tools/eval_click_decoder.py's choices (#13): which labels it evaluates, and the box-only
+heuristic baseline's session."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+_TOOL = Path(__file__).resolve().parents[2] / "tools" / "eval_click_decoder.py"
+_spec = importlib.util.spec_from_file_location("eval_click_decoder", _TOOL)
+tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tool)
+
+
+def test_labels_are_spread_over_sizes_and_the_box_rule_drops_scattered_ones():
+    gt = np.zeros((20, 40, 40), np.int32)
+    gt[2:6, 2:10, 2:10] = 1        # 256 voxels, compact
+    gt[2:8, 12:22, 2:12] = 2       # 600
+    gt[8:18, 2:14, 20:32] = 3      # 1440
+    # 4: four blocks of 108 voxels in the volume's corners (1.4% of its box, none over 90% of it)
+    for z, y, x in ((0, 0, 0), (0, 34, 34), (17, 0, 34), (17, 34, 0)):
+        gt[z:z + 3, y:y + 6, x:x + 6] = 4
+    assert tool.pick_labels(gt, 4) == [1, 4, 2, 3]  # every label of 200 voxels or more, by size
+    assert tool.pick_labels(gt, 4, box_rule=True) == [1, 2, 3]  # by size
+    assert tool.pick_labels(gt, 1, box_rule=True) == [2]       # the middle of the sizes
+    gt[gt == 1] = 0
+    gt[0, 10, 10:13] = 5           # too small for either pick
+    assert tool.pick_labels(gt, 4, box_rule=True) == [2, 3]
+
+
+def test_the_box_only_baseline_has_no_click_decoder_anywhere(model):
+    from LiteMedSAMLib.predictor import VolumePredictor
+
+    volume = np.zeros((3, 64, 64), np.float32)
+    volume[:, 20:40, 20:40] = 200.0
+    predictor = VolumePredictor(model)
+    predictor.set_volume(volume, preset="mr", slice_spacing=1.0)  # thin: the default carries
+    session = tool.box_only_session(predictor, (18, 18, 0, 41, 41, 2), correction="trained-edit",
+                                    pipeline="default")
+    assert session.correction == "edit" and not session.carry and session._click_decoder is None
+    assert session.pipeline.window_choice and not session.pipeline.carry
