@@ -40,12 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     totals = {"official": 0, args.pipeline: 0}
     for case in suite.read_index(args.data_dir, split=args.split, datasets=args.dataset):
-        loaded = suite._load(case, None)
-        eligible, _ = suite.select_structures(loaded.label, case.labels, dimension=case.dimension,
-                                              max_structures=5, instances=case.modality == "microscopy")
-        preset = suite.PRESET_BY_MODALITY.get(case.modality, "auto")
-        for s, prompt in zip(eligible, suite._prompts(eligible, loaded.label, "box3d")):
-            runs = {p: encoder_runs(loaded.image, prompt, preset, p, args.threads) for p in totals}
+        chosen = suite.case_structures(case, max_structures=5)
+        for s, prompt in zip(chosen.structures, chosen.prompts):
+            runs = {p: encoder_runs(chosen.loaded.image, prompt, chosen.preset, p, args.threads) for p in totals}
             for p, n in runs.items():
                 totals[p] += n
             slices = s.box[5] - s.box[2] + 1 if case.dimension == 3 else 1

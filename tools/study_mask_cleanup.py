@@ -63,15 +63,13 @@ def main(argv: list[str] | None = None) -> int:
 
     scores: dict[str, list[float]] = {rule: [] for rule in RULES}
     for case in suite.read_index(args.data_dir, split=args.split, datasets=args.dataset):
-        loaded = suite._load(case, None)
-        eligible, _ = suite.select_structures(loaded.label, case.labels, dimension=case.dimension,
-                                              max_structures=5, instances=case.modality == "microscopy")
-        if not eligible:
+        chosen = suite.case_structures(case, max_structures=5)
+        if not chosen.structures:
             continue
-        prompts = suite._prompts(eligible, loaded.label, "box3d")
-        preset = suite.PRESET_BY_MODALITY.get(case.modality, "auto")
-        masks, _ = segment_image(loaded.image, prompts, preset=preset, pipeline="default", threads=args.threads)
-        for s, mask in zip(eligible, masks):
+        loaded = chosen.loaded
+        masks, _ = segment_image(loaded.image, chosen.prompts, preset=chosen.preset, pipeline="default",
+                                 threads=args.threads)
+        for s, mask in zip(chosen.structures, masks):
             gt = loaded.label == s.value
             pred = np.asarray(mask, bool).reshape(gt.shape)
             if pred.ndim == 2:  # a 2-D image: one slice

@@ -137,20 +137,17 @@ def record(args) -> None:
     predictor = make_predictor(model, "exact", threads=args.threads)
     rows = []
     for case in cases:
-        loaded = suite._load(case, None)
-        eligible, _ = suite.select_structures(loaded.label, case.labels, dimension=case.dimension,
-                                              max_structures=args.max_structures,
-                                              instances=case.modality == "microscopy")
+        chosen = suite.case_structures(case, max_structures=args.max_structures)
+        loaded, eligible, preset = chosen.loaded, chosen.structures, chosen.preset
         if not eligible:
             continue
         array = sitk.GetArrayFromImage(loaded.image)
         if array.ndim == 2:
             array = array[None]
         spacing = float(loaded.image.GetSpacing()[2]) if case.dimension == 3 else None
-        preset = suite.PRESET_BY_MODALITY.get(case.modality, "auto")
         predictor.set_volume(array, preset=preset, slice_spacing=spacing)
         t0 = time.perf_counter()
-        for s, box in zip(eligible, suite._prompts(eligible, loaded.label, "box3d")):
+        for s, box in zip(eligible, chosen.prompts):
             gt = (loaded.label == s.value)
             gt3 = gt if gt.ndim == 3 else gt[None]
             z = middle_slice(box.z0, box.z1)

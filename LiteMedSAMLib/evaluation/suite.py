@@ -312,6 +312,31 @@ def _load(case: SuiteCase, max_slices: int | None) -> _LoadedCase:
     return loaded
 
 
+@dataclass
+class CaseStructures:
+    """One case read for scoring: its image and labels, the structures a box describes (the
+    suite's selection), those it skipped, its intensity preset and one prompt per structure."""
+
+    loaded: _LoadedCase
+    structures: list[Structure]
+    skipped: list[Structure]
+    preset: str
+    prompts: list
+
+
+def case_structures(case: SuiteCase, *, start: str = "box3d",
+                    max_structures: int | None = DEFAULT_MAX_STRUCTURES,
+                    only: Sequence[str] | None = None, max_slices: int | None = None) -> CaseStructures:
+    """Read ``case`` and choose its structures and prompts as :func:`run_suite` does (for
+    studies that score something else on the same structures)."""
+    loaded = _load(case, max_slices)
+    eligible, skipped = select_structures(loaded.label, case.labels, dimension=case.dimension,
+                                          max_structures=max_structures, only=only,
+                                          instances=case.modality == "microscopy")
+    prompts = _prompts(eligible, loaded.label, start) if eligible else []
+    return CaseStructures(loaded, eligible, skipped, PRESET_BY_MODALITY.get(case.modality, "auto"), prompts)
+
+
 def run_suite(data_dir: str | Path | None = None, *, pipelines: Sequence[str] = (OFFICIAL,),
               split: str = "test", datasets: Sequence[str] | None = None,
               start: str = "box3d", model_name: str | None = None, weights: str | None = None,
@@ -366,11 +391,9 @@ def run_suite(data_dir: str | Path | None = None, *, pipelines: Sequence[str] = 
         "model_output_note": MODEL_OUTPUT_NOTE, "cases": [],
     }
     for case in cases:
-        loaded = _load(case, max_slices)
-        eligible, skipped = select_structures(loaded.label, case.labels, dimension=case.dimension,
-                                              max_structures=max_structures, only=only,
-                                              instances=case.modality == "microscopy")
-        preset = PRESET_BY_MODALITY.get(case.modality, "auto")
+        chosen = case_structures(case, start=start, max_structures=max_structures, only=only,
+                                 max_slices=max_slices)
+        loaded, eligible, skipped, preset = chosen.loaded, chosen.structures, chosen.skipped, chosen.preset
         entry = {
             "case": case.case_id, "dataset": case.dataset, "modality": case.modality,
             "dimension": case.dimension, "preset": preset,
@@ -383,7 +406,7 @@ def run_suite(data_dir: str | Path | None = None, *, pipelines: Sequence[str] = 
         if not eligible:
             say(f"{case.case_id}: no structure a box describes; skipped")
             continue
-        prompts = _prompts(eligible, loaded.label, start)
+        prompts = chosen.prompts
         rows = [{"label": s.value, "name": s.name, "voxels": s.voxels, "box": list(s.box),
                  "fill": round(s.fill, 4), "components": s.components, "metrics": {}}
                 for s in eligible]
