@@ -406,11 +406,8 @@ class EnsembleView:
         return getattr(self.views[0], name)
 
     def _mean(self, predictions: list[SlicePrediction]) -> SlicePrediction:
-        """One prediction from several: mean logits (and predicted IoU), the mean's mask."""
-        logits = torch.stack([p.low_res_logits for p in predictions]).mean(dim=0)
-        hw = self.views[0].shape[1:] if self._frame is None else self._frame.hw
-        mask = self.views[0].base._paste(logits_to_mask(logits, hw), self._frame)
-        return SlicePrediction(mask, float(np.mean([p.iou for p in predictions])), logits)
+        return _averaged(self.views[0], self._frame, [p.low_res_logits for p in predictions],
+                         [p.iou for p in predictions])
 
     def predict_model_box(self, z, box_model, points_model=None, point_labels=None,
                           mask_input=None, decoder=None) -> SlicePrediction:
@@ -422,6 +419,14 @@ class EnsembleView:
         per_view = [v.predict_multimask(z, box_model, points_model, point_labels, mask_input)
                     for v in self.views]
         return [self._mean(list(outputs)) for outputs in zip(*per_view)]
+
+
+def _averaged(view, frame: Frame | None, logits: list[torch.Tensor], ious: list[float]) -> SlicePrediction:
+    """One prediction from several of ``view`` (seen through ``frame``; ``None``: the whole
+    slice): the mean of their logits and predicted IoUs, and the mean's mask on the slice."""
+    mean = torch.stack(logits).mean(dim=0)
+    hw = view.shape[1:] if frame is None else frame.hw
+    return SlicePrediction(view.base._paste(logits_to_mask(mean, hw), frame), float(np.mean(ious)), mean)
 
 
 def _view_rect(view) -> tuple[int, int, int, int]:
@@ -446,8 +451,8 @@ class FlipView:
     def __init__(self, view) -> None:
         self.view = view
         _, h, w = view.shape
-        frame = getattr(view, "frame", None) or Frame(0, 0, w, h)
         self._frame = getattr(view, "frame", None)  # None: the whole slice
+        frame = self._frame or Frame(0, 0, w, h)
         self._mirrored = replace(frame, flip=True)
         fh, fw = frame.hw
         self._scale = MODEL_INPUT_SIZE / max(fh, fw)
@@ -478,12 +483,9 @@ class FlipView:
         mask = None if mask_input is None else self._mirror_logits(mask_input)
         return box, points, mask
 
-    def _mean(self, plain: SlicePrediction, mirrored_logits: torch.Tensor, mirrored_iou: float
-              ) -> SlicePrediction:
-        logits = (plain.low_res_logits + self._mirror_logits(mirrored_logits)) / 2
-        hw = self.view.shape[1:] if self._frame is None else self._frame.hw
-        mask = self.view.base._paste(logits_to_mask(logits, hw), self._frame)
-        return SlicePrediction(mask, (plain.iou + mirrored_iou) / 2, logits)
+    def _mean(self, plain: SlicePrediction, mirrored: SlicePrediction) -> SlicePrediction:
+        return _averaged(self.view, self._frame, [plain.low_res_logits, self._mirror_logits(mirrored.low_res_logits)],
+                         [plain.iou, mirrored.iou])
 
     def predict_model_box(self, z, box_model, points_model=None, point_labels=None,
                           mask_input=None, decoder=None) -> SlicePrediction:
@@ -492,11 +494,11 @@ class FlipView:
         box, points, mask = self._mirrored_prompts(box_model, points_model, mask_input)
         mirrored = self.view.base.predict_model_box(z, box, points, point_labels, mask, frame=self._mirrored,
                                                     decoder=decoder)
-        return self._mean(plain, mirrored.low_res_logits, mirrored.iou)
+        return self._mean(plain, mirrored)
 
     def predict_multimask(self, z, box_model, points_model=None, point_labels=None,
                           mask_input=None) -> list[SlicePrediction]:
         plain = self.view.predict_multimask(z, box_model, points_model, point_labels, mask_input)
         box, points, mask = self._mirrored_prompts(box_model, points_model, mask_input)
         mirrored = self.view.base.predict_multimask(z, box, points, point_labels, mask, frame=self._mirrored)
-        return [self._mean(p, m.low_res_logits, m.iou) for p, m in zip(plain, mirrored)]
+        return [self._mean(p, m) for p, m in zip(plain, mirrored)]
