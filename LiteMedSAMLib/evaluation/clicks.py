@@ -155,7 +155,7 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
     steps: list[ClickStep] = []
 
     def score(mask: np.ndarray, click: Click | None, changed: int,
-              seconds: tuple[float, float] = (None, None),
+              seconds: tuple[float | None, float | None] = (None, None),
               gains: tuple[int, int, int] = (None, None, None)) -> None:
         step = ClickStep(click, dice(mask, gt), normalized_surface_dice(mask, gt, spacing_zyx, tolerance_mm),
                          changed, seconds[0], seconds[1], *gains)
