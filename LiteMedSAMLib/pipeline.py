@@ -40,7 +40,10 @@ measurements can be rerun:
 - ``pad``: the user's box enlarged by ``box_margin`` model pixels on each side
   (:func:`padded_box2d`), as LiteMedSAM saw boxes in training (0-5 pixels looser than tight);
 - ``flip``: test-time flip, every slice also segmented mirrored left-right and the logits
-  averaged (:class:`~LiteMedSAMLib.predictor.FlipView`; twice the encoder runs).
+  averaged (:class:`~LiteMedSAMLib.predictor.FlipView`; twice the encoder runs);
+- ``meet``: corrections only (:class:`~LiteMedSAMLib.refinement.RefinementSession`): a corrected
+  slice is re-propagated towards the start slice too, over the slices nearer to it than to the
+  start slice or another anchor, instead of only away from it.
 
 A pipeline is named (``"official"``, ``"default"``) or written as levers added to the official
 one: ``"official+window+crop"``. :func:`frame_for_box` turns a pipeline and a box into the
@@ -75,6 +78,8 @@ LEVER_SETTINGS = {
     "pad": {"box_margin": 2.0},
     # every slice also seen mirrored, the logits averaged
     "flip": {"flip": True},
+    # a correction also re-propagates towards the start slice, over the slices nearer to it
+    "meet": {"meet": True},
 }
 LEVERS = tuple(LEVER_SETTINGS)
 
@@ -131,6 +136,10 @@ class Pipeline:
     # test-time flip: every slice is also segmented mirrored left-right and the logits averaged
     # (FlipView; twice the encoder and decoder runs)
     flip: bool = False
+    # corrections (RefinementSession): a corrected slice is re-propagated towards the start slice
+    # too, over the slices nearer to it than to the next anchor that way (the start slice, a
+    # locked, cleared or corrected slice), not only away from it; the box pass is unchanged
+    meet: bool = False
 
     def carries(self, slice_spacing: float | None, start_2d: bool = False) -> bool:
         """Whether the box pass carries each slice into the next at this slice spacing (mm),
@@ -182,7 +191,8 @@ PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; defa
                  "and not adopted: +ensemble (both windows' logits averaged on every slice), +carry2d (2D "
                  "starts carry, ending where the box alone ends the object), +centred (CT box window of the "
                  "volume's width centred on the box's centre), +pad (the box 2 model pixels looser), +flip "
-                 "(test-time flip: each slice also mirrored, logits averaged; twice the time)")
+                 "(test-time flip: each slice also mirrored, logits averaged; twice the time), +meet (a correction "
+                 "also re-propagates towards the start slice, over the slices nearer to it)")
 
 
 def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:

@@ -12,6 +12,10 @@ propagation rule re-runs from it outward in both directions. Propagation stops
   beyond it, would not change: predictions are deterministic);
 - at the ends of the box's slice range.
 
+With the pipeline lever ``meet`` (measured, not in the default: README, *Interactive
+refinement*) a correction is also re-propagated towards the middle slice, over the slices
+nearer to it than to the next anchor that way (a tie stays with the middle slice's side).
+
 Only the slices that changed are rewritten; every interaction returns them, sorted, so that
 a viewer updates just those. Every interaction can be undone (:meth:`~RefinementSession.undo`).
 Re-prompting reuses the predictor's cached slice embeddings: after ``run`` no encoder runs.
@@ -261,6 +265,9 @@ class RefinementSession:
         # the logits a corrected slice, and each slice the correction was carried to, hands to
         # its outward neighbour (only with a click decoder; see the module docstring)
         self._carried: dict[int, torch.Tensor] = {}
+        # the neighbour each propagated slice was last segmented from (towards the start slice,
+        # or with the pipeline's ``meet`` towards a nearer corrected slice)
+        self._sources: dict[int, int] = {}
         self.prompts: dict[int, list[Prompt]] = {}
         self.locked: set[int] = set()
         self.cleared: set[int] = set()
@@ -270,7 +277,7 @@ class RefinementSession:
         # With defer_propagation, an interaction corrects its own slice only and the outward
         # propagation waits for propagate_pending() (a viewer shows the clicked slice first).
         self.defer_propagation = False
-        self._pending: set[int] = set()
+        self._pending: dict[int, bool] = {}  # slice -> whether its mask changed
 
     # ----------------------------------------------------------------------------- queries
     @property
@@ -315,14 +322,14 @@ class RefinementSession:
         each slice (progress), ``should_cancel`` before each.
         """
         self._slab[:] = 0
-        for store in (self._boxes, self._chains, self._carried, self.prompts, self._history):
+        for store in (self._boxes, self._chains, self._carried, self._sources, self.prompts, self._history):
             store.clear()
         self.locked.clear()
         self.cleared.clear()
         self._pending.clear()
         for z in sweep_order(self.box.z0, self.box.z1, self.mid):
             check_cancel(should_cancel)
-            self._set_propagated(z, self._base_box(z))
+            self._set_propagated(z, self._base_box(z), self._source(z))
             if on_slice is not None:
                 on_slice()
         self._started = True
@@ -387,7 +394,9 @@ class RefinementSession:
         z = self._check_slice(z)
         self._begin()
         self.locked.add(z)
-        return self._finish(set())
+        # nothing changes on z; with the pipeline's ``meet`` the slices a correction beyond z
+        # pulled across it go back to their side
+        return self._finish(self._outward(z, changed=False))
 
     def unlock(self, z: int) -> list[int]:
         """Let propagation change slice ``z`` again (also undoes :meth:`clear_slice`)."""
@@ -402,12 +411,12 @@ class RefinementSession:
         changed. It belongs to the interaction that deferred it (one undo step)."""
         if not self._pending:
             return []
-        pending, self._pending = sorted(self._pending), set()
+        pending, self._pending = sorted(self._pending.items()), {}
         self._step = self._history[-1]
         try:
             changed: set[int] = set()
-            for z in pending:
-                changed |= self._repropagate(z)
+            for z, z_changed in pending:
+                changed |= self._repropagate(z, z_changed)
         finally:
             self._step = None
         return sorted(changed)
@@ -419,9 +428,9 @@ class RefinementSession:
         self._pending.clear()  # a deferred propagation of the undone step never happens
         step = self._history.pop()
         self.prompts, self.locked, self.cleared = step.prompts, step.locked, step.cleared
-        for z, (mask, box, chain, carried) in step.slices.items():
+        for z, (mask, box, chain, carried, source) in step.slices.items():
             self._slab[z - self.box.z0] = mask
-            self._store(z, box, chain, carried)
+            self._store(z, box, chain, carried, source)
         return sorted(step.slices)
 
     # ----------------------------------------------------------------------------- bookkeeping
@@ -450,22 +459,23 @@ class RefinementSession:
         return sorted(changed)
 
     def _store(self, z: int, box: np.ndarray | None, chain: _Chain | None,
-               carried: torch.Tensor | None) -> None:
-        for store, value in ((self._boxes, box), (self._chains, chain), (self._carried, carried)):
+               carried: torch.Tensor | None, source: int | None = None) -> None:
+        for store, value in ((self._boxes, box), (self._chains, chain), (self._carried, carried),
+                             (self._sources, source)):
             if value is None:
                 store.pop(z, None)
             else:
                 store[z] = value
 
     def _set(self, z: int, mask: np.ndarray, box: np.ndarray | None, chain: _Chain | None,
-             carried: torch.Tensor | None = None) -> bool:
+             carried: torch.Tensor | None = None, source: int | None = None) -> bool:
         """Replace slice ``z``'s state (remembered for undo); return whether its mask changed."""
         if self._step is not None and z not in self._step.slices:
             self._step.slices[z] = (self.slice_mask(z).copy(), self._boxes.get(z), self._chains.get(z),
-                                    self._carried.get(z))
+                                    self._carried.get(z), self._sources.get(z))
         changed = not np.array_equal(self.slice_mask(z), mask)
         self._slab[z - self.box.z0] = mask
-        self._store(z, box, chain, carried)
+        self._store(z, box, chain, carried, source)
         return changed
 
     def _update(self, z: int, prompts: list[Prompt]) -> list[int]:
@@ -478,29 +488,57 @@ class RefinementSession:
         return self._finish(self._resegment(z))
 
     # ----------------------------------------------------------------------------- segmentation
+    def _inward(self, z: int) -> int:
+        """Slice ``z``'s neighbour towards the start slice."""
+        return z - 1 if z > self.mid else z + 1
+
+    def _source(self, z: int, anchors: set[int] | None = None) -> int:
+        """The neighbour propagation segments slice ``z`` from: the one towards the start slice
+        (the official rule), or with the pipeline's ``meet`` the one towards a corrected slice
+        that is nearer to ``z`` than the next anchor towards the start slice is."""
+        inward = self._inward(z)
+        if not self.pipeline.meet or z == self.mid:
+            return inward
+        anchors = self.anchors if anchors is None else anchors
+        if z in anchors:
+            return inward
+        step = z - inward  # outward
+        for distance in itertools.count(1):
+            behind, ahead = z - step * distance, z + step * distance
+            if behind in anchors:
+                return inward  # a tie goes to the start slice's side
+            if ahead not in self.box.z_range:
+                return inward
+            if ahead in anchors:
+                return z + step if ahead in self.prompts else inward
+
     def _base_box(self, z: int) -> np.ndarray | None:
         """The user's box on the middle (start) slice; elsewhere the official rule: the box of
-        the neighbour's mask (the neighbour towards the middle), or the user's box when it is
-        empty. With the stop rule an empty neighbour ends the object: ``None``."""
+        the neighbour's mask (the neighbour it is propagated from, :meth:`_source`), or the
+        user's box when it is empty. With the stop rule an empty neighbour ends the object:
+        ``None``. A corrected slice keeps the box it was corrected with while its inward
+        neighbour is propagated from it (``meet``)."""
         if z == self.mid:
             return self._mid_box
-        direction = 1 if z > self.mid else -1
-        box = self.predictor.box_from_mask(self.slice_mask(z - direction))
+        source = self._source(z)
+        if z in self.prompts and z in self._chains and self._sources.get(source) == z:
+            return self._chains[z].box
+        box = self.predictor.box_from_mask(self.slice_mask(source))
         if box is None:
             return None if self.stop else self._mid_box
         return box
 
-    def _set_propagated(self, z: int, box: np.ndarray | None) -> bool:
+    def _set_propagated(self, z: int, box: np.ndarray | None, source: int) -> bool:
         if box is None:  # beyond the object's end (stop rule): empty, nothing to run
-            return self._set(z, np.zeros(self._slab.shape[1:], np.uint8), box=None, chain=None)
-        carried_in = self._carried_into(z)
+            return self._set(z, np.zeros(self._slab.shape[1:], np.uint8), box=None, chain=None, source=source)
+        carried_in = self._carried.get(source) if self.carry and z != self.mid else None
         if carried_in is None:
             pred = self.predictor.predict_model_box(z, box)
         else:  # a correction carried on: the click decoder, the neighbour's result as mask prompt
             pred = self.predictor.predict_model_box(z, box, mask_input=carried_in, decoder=self._click_decoder)
         mask = pred.mask
         if self.stop and z != self.mid:
-            neighbour = self.slice_mask(z - (1 if z > self.mid else -1))
+            neighbour = self.slice_mask(source)
             if object_ended(mask, neighbour, self.pipeline):
                 mask = np.zeros_like(mask)
             elif carried_in is not None and self.pipeline.carry_stop_check:
@@ -511,13 +549,7 @@ class RefinementSession:
                     mask = np.zeros_like(mask)
         hands_on = carried_in is not None or (z == self.mid and self._carry_box_pass)
         carried = pred.low_res_logits if hands_on and mask.any() else None
-        return self._set(z, mask, box=box, chain=None, carried=carried)
-
-    def _carried_into(self, z: int) -> torch.Tensor | None:
-        """The logits slice ``z``'s neighbour towards the start slice carries into it, if any."""
-        if not self.carry or z == self.mid:
-            return None
-        return self._carried.get(z - (1 if z > self.mid else -1))
+        return self._set(z, mask, box=box, chain=None, carried=carried, source=None if z == self.mid else source)
 
     def _resegment(self, z: int) -> set[int]:
         """Segment slice ``z`` again from its base box and its prompts; propagate outward."""
@@ -526,16 +558,20 @@ class RefinementSession:
         if box is None:  # a prompt beyond the object's end: prompt the slice with the user's box
             box = self._mid_box
         if not prompts:
-            changed = self._set_propagated(z, box)
+            source = self._source(z)
+            if z != self.mid and source not in self.anchors and self._sources.get(source) == z:
+                changed = False  # its neighbour was propagated from it (meet): _repropagate orders it
+            else:
+                changed = self._set_propagated(z, box, source)
         else:
             changed = self._set_corrected(z, box, prompts)
         return ({z} if changed else set()) | self._outward(z)
 
-    def _outward(self, z: int) -> set[int]:
+    def _outward(self, z: int, changed: bool = True) -> set[int]:
         if self.defer_propagation:
-            self._pending.add(z)
+            self._pending[z] = self._pending.get(z, False) or changed
             return set()
-        return self._repropagate(z)
+        return self._repropagate(z, changed)
 
     def _set_corrected(self, z: int, box: np.ndarray, prompts: list[Prompt]) -> bool:
         old = self._chains.get(z)
@@ -675,22 +711,62 @@ class RefinementSession:
         hi = np.minimum(MODEL_INPUT_SIZE, np.ceil(pts.max(0)) + 3)
         return np.array([min(box[0], lo[0]), min(box[1], lo[1]), max(box[2], hi[0]), max(box[3], hi[1])])
 
-    def _repropagate(self, z: int) -> set[int]:
-        """Re-run propagation from ``z`` outward until nothing changes any more."""
-        changed: set[int] = set()
+    def _repropagate(self, z: int, changed: bool = True) -> set[int]:
+        """Re-run propagation around slice ``z`` (whose mask changed, unless ``changed`` is
+        false) until nothing changes any more: over the slices between ``z`` and the next anchor
+        each way (when ``z`` is no anchor, between the anchors around it), each from the end it
+        is propagated from (:meth:`_source`)."""
         anchors = self.anchors
-        for direction in (1, -1):
+        ends = [(z, 1), (z, -1)] if z in anchors else []
+        for direction in (-1, 1):
             k = z + direction
             while k in self.box.z_range and k not in anchors:
-                box = self._base_box(k)
-                same_box, was_carried = np.array_equal(box, self._boxes.get(k)), k in self._carried
-                if same_box and not was_carried and self._carried_into(k) is None:
-                    break  # same prompt as before: this slice and all beyond it stay as they are
-                if self._set_propagated(k, box):
-                    changed.add(k)
-                elif same_box and was_carried and k in self._carried:
-                    break  # a carried slice came out as before: the rest would (nearly) too
                 k += direction
+            if k in self.box.z_range:
+                ends.append((k, -direction))
+        result: set[int] = set()
+        for start, direction in ends:
+            result |= self._walk(start, direction, anchors, z if changed else None)
+        return result
+
+    def _walk(self, start: int, direction: int, anchors: set[int], origin: int | None) -> set[int]:
+        """Re-propagate, in order, the slices beyond ``start`` (an anchor) in ``direction`` that
+        are propagated from its side; ``origin``, the slice that changed, if among them or
+        ``start``. A slice whose neighbour, source and box are as before comes out as before, so
+        the walk stops there unless a slice further on was last segmented from another side or
+        is ``origin``."""
+        slices = []
+        k = start + direction
+        while k in self.box.z_range and k not in anchors and self._source(k, anchors) == k - direction:
+            slices.append(k)
+            k += direction
+        fresh = [self._sources.get(k) == k - direction for k in slices]
+        must_reach = max([i for i, ok in enumerate(fresh) if not ok] + [-1])
+        if origin in slices:
+            must_reach = max(must_reach, slices.index(origin))
+        changed: set[int] = set()
+        touched = start == origin  # the neighbour the next slice is propagated from changed
+        for i, k in enumerate(slices):
+            if k == origin and fresh[i]:  # segmented already (_resegment)
+                touched = True
+                continue
+            if fresh[i] and not touched:  # nothing it is segmented from changed
+                if i >= must_reach:
+                    break
+                continue
+            box = self._base_box(k)
+            same_box, was_carried = np.array_equal(box, self._boxes.get(k)), k in self._carried
+            carried_in = self._carried.get(k - direction) if self.carry else None
+            if fresh[i] and same_box and not was_carried and carried_in is None:
+                if i >= must_reach:
+                    break  # same prompt as before: this slice and all beyond it stay as they are
+                touched = False
+                continue
+            if self._set_propagated(k, box, k - direction):
+                changed.add(k)
+            elif fresh[i] and same_box and was_carried and k in self._carried and i >= must_reach:
+                break  # a carried slice came out as before: the rest would (nearly) too
+            touched = True
         return changed
 
 

@@ -281,3 +281,90 @@ def test_replace_correction_is_the_single_output_re_prompt(case):
     box_model = session._box_with(session.slice_box(z), session.prompts[z])
     expected = predictor.predict_model_box(z, box_model, points, np.array([1]), base.low_res_logits).mask
     assert np.array_equal(session.slice_mask(z), expected)
+
+
+def _meet_reference(session) -> np.ndarray:
+    """The session's mask as the ``meet`` rule defines it, computed from scratch: anchors as they
+    are; every other slice propagated (official rule: its neighbour's mask box, the user's box
+    where that is empty) from the nearer of the anchors around it, the one towards the start
+    slice unless the other is a corrected slice strictly nearer."""
+    mask, anchors, mid = session.mask, session.anchors, session.mid
+    n = mask.shape[0]
+    sources = {}
+    for k in set(range(n)) - anchors:
+        out = 1 if k > mid else -1
+        inner = next(a for a in range(k - out, mid - out, -out) if a in anchors)
+        outer = next((a for a in range(k + out, n if out > 0 else -1, out) if a in anchors), None)
+        pulled = outer is not None and outer in session.prompts and abs(outer - k) < abs(k - inner)
+        sources[k] = (outer, k + out) if pulled else (inner, k - out)
+    for k in sorted(sources, key=lambda k: abs(k - sources[k][0])):  # each after its source
+        box = session.predictor.box_from_mask(mask[sources[k][1]])
+        box = session._mid_box if box is None else box
+        mask[k] = session.predictor.predict_model_box(k, box).mask
+    return mask
+
+
+def test_meet_repropagates_towards_the_start_slice_from_a_nearer_correction(case):
+    """With the pipeline's ``meet`` a correction also reaches the slices between it and the start
+    slice that are nearer to it; after every interaction (clicks, a lock, a cleared slice, a
+    correction taken back, undo) the mask is what propagating from scratch gives."""
+    predictor, gt, box = case
+    session = RefinementSession(predictor, box, correction="edit", pipeline="official+meet")
+    plain = session.run().copy()
+    assert session.mid == 3 and len(gt) == 7
+    states = [plain]
+
+    def click(z):
+        c = next_click(session.mask[z][None], gt[z][None])
+        changed = session.add_point(z, c.x, c.y, c.positive)
+        states.append(session.mask.copy())
+        return changed
+
+    changed = click(6)
+    assert np.array_equal(session.mask, _meet_reference(session))
+    assert 5 in changed and not np.array_equal(session.mask[5], plain[5])  # pulled by slice 6
+    assert np.array_equal(session.mask[4], plain[4])  # a tie: the start slice's side
+    # without meet the same click changes nothing between it and the start slice
+    official = RefinementSession(predictor, box, correction="edit", pipeline="official")
+    official.run()
+    c = next_click(official.mask[6][None], gt[6][None])
+    assert official.add_point(6, c.x, c.y, c.positive) == [6]
+
+    click(0)
+    assert np.array_equal(session.mask, _meet_reference(session))
+    session.lock(5)
+    states.append(session.mask.copy())
+    assert np.array_equal(session.mask, states[-2])  # a lock changes nothing
+    session.set_prompts(6, [])  # slice 6 back to propagation, now from the locked slice 5
+    states.append(session.mask.copy())
+    assert np.array_equal(session.mask, _meet_reference(session))
+    session.unlock(5)
+    states.append(session.mask.copy())
+    assert np.array_equal(session.mask, _meet_reference(session))
+    session.clear_slice(2)
+    states.append(session.mask.copy())
+    assert not session.mask[2].any() and np.array_equal(session.mask, _meet_reference(session))
+    session.set_prompts(0, [])
+    session.unlock(2)
+    assert np.array_equal(session.mask, plain)  # nothing left: the box pass again
+    session.undo()
+    for expected in reversed(states):
+        session.undo()
+        assert np.array_equal(session.mask, expected)
+    assert not session.can_undo
+
+
+@pytest.mark.parametrize("correction", ["edit", "trained-edit"])
+def test_meet_deferred_propagation_ends_where_an_immediate_one_does(case, correction):
+    predictor, gt, box = case
+    sessions = [RefinementSession(predictor, box, correction=correction, pipeline="official+meet")
+                for _ in range(2)]
+    for s in sessions:
+        s.run()
+    sessions[1].defer_propagation = True
+    for z in (6, 5, 0):
+        c = next_click(sessions[0].mask[z][None], gt[z][None])
+        expected = sessions[0].add_point(z, c.x, c.y, c.positive)
+        first = sessions[1].add_point(z, c.x, c.y, c.positive)
+        assert sorted(first + sessions[1].propagate_pending()) == expected
+        assert np.array_equal(sessions[1].mask, sessions[0].mask)
