@@ -76,12 +76,14 @@ class DiskCachedEncoder:
         return emb
 
 
-def box_only_session(predictor, box, *, correction, pipeline=None, **kwargs) -> RefinementSession:
+def box_only_session(predictor, box, *, correction="edit", pipeline=None, **kwargs) -> RefinementSession:
     """A session of :data:`BOX_ONLY`: the edit, and no click decoder anywhere."""
     from dataclasses import replace
 
     from LiteMedSAMLib.pipeline import get_pipeline
 
+    if correction != "edit":
+        raise ValueError(f"{BOX_ONLY} is the edit correction, not {correction!r}")
     return RefinementSession(predictor, box, correction="edit", carry=False,
                              pipeline=replace(get_pipeline(pipeline), carry=False), **kwargs)
 
@@ -176,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 session_class = (oracle_session(gt == label) if oracle
                                  else box_only_session if correction == BOX_ONLY else RefinementSession)
                 steps = evaluate_clicks(predictor, gt == label, args.clicks, spacing,
-                                        correction="trained-edit" if oracle or correction == BOX_ONLY else correction,
+                                        correction=("trained-edit" if oracle else "edit" if correction == BOX_ONLY
+                                                    else correction),
                                         pipeline=args.pipeline, edge_cut=not args.no_edge_cut,
                                         session_class=session_class)
                 dscs = [s.dsc for s in steps] + [steps[-1].dsc] * (args.clicks + 1 - len(steps))

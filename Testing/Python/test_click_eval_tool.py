@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 _TOOL = Path(__file__).resolve().parents[2] / "tools" / "eval_click_decoder.py"
 _spec = importlib.util.spec_from_file_location("eval_click_decoder", _TOOL)
@@ -37,7 +38,9 @@ def test_the_box_only_baseline_has_no_click_decoder_anywhere(model):
     volume[:, 20:40, 20:40] = 200.0
     predictor = VolumePredictor(model)
     predictor.set_volume(volume, preset="mr", slice_spacing=1.0)  # thin: the default carries
-    session = tool.box_only_session(predictor, (18, 18, 0, 41, 41, 2), correction="trained-edit",
+    session = tool.box_only_session(predictor, (18, 18, 0, 41, 41, 2), correction="edit",
                                     pipeline="default")
     assert session.correction == "edit" and not session.carry and session._click_decoder is None
     assert session.pipeline.window_choice and not session.pipeline.carry
+    with pytest.raises(ValueError, match="is the edit correction"):
+        tool.box_only_session(predictor, (18, 18, 0, 41, 41, 2), correction="trained-edit")
