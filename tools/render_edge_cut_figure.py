@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     found = [c for c in suite.read_index(args.data_dir, split="test") if c.case_id == args.case]
     if not found:
         raise LiteMedSAMError(f"no test-split case {args.case!r} in the suite's index")
-    loaded = suite._load(found[0], None)
+    loaded = suite.load_case(found[0])
     gt = loaded.label == args.label
     preset = suite.PRESET_BY_MODALITY.get(found[0].modality, "auto")
     predictor = make_predictor(None, "exact")

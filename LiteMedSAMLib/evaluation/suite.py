@@ -281,7 +281,9 @@ def _prompts(structures: list[Structure], label: np.ndarray, start: str) -> list
 
 
 @dataclass
-class _LoadedCase:
+class LoadedCase:
+    """One suite case read into memory (image, label, spacing) for scoring."""
+
     case: SuiteCase
     image: object  # SimpleITK image, kept in memory across pipelines
     label: np.ndarray  # [z, y, x]
@@ -289,7 +291,9 @@ class _LoadedCase:
     z_range: tuple[int, int] | None = None  # slices kept with max_slices, inclusive
 
 
-def _load(case: SuiteCase, max_slices: int | None) -> _LoadedCase:
+def load_case(case: SuiteCase, max_slices: int | None = None) -> LoadedCase:
+    """Read ``case``'s image and label (checked to match), with its spacing (1 for microscopy)
+    and, with ``max_slices``, only that many slices around its labels."""
     import SimpleITK as sitk
 
     image = sitk.ReadImage(str(case.image))
@@ -300,7 +304,7 @@ def _load(case: SuiteCase, max_slices: int | None) -> _LoadedCase:
     spacing = tuple(reversed(image.GetSpacing()))
     if case.modality == "microscopy":
         spacing = tuple(1.0 for _ in spacing)
-    loaded = _LoadedCase(case, image, label, spacing)
+    loaded = LoadedCase(case, image, label, spacing)
     if max_slices is not None and label.ndim == 3 and label.shape[0] > max_slices:
         present = np.flatnonzero((label > 0).any(axis=(1, 2)))
         centre = (int(present[0]) + int(present[-1])) // 2 if present.size else label.shape[0] // 2
@@ -317,7 +321,7 @@ class CaseStructures:
     """One case read for scoring: its image and labels, the structures a box describes (the
     suite's selection), those it skipped, its intensity preset and one prompt per structure."""
 
-    loaded: _LoadedCase
+    loaded: LoadedCase
     structures: list[Structure]
     skipped: list[Structure]
     preset: str
@@ -329,7 +333,7 @@ def case_structures(case: SuiteCase, *, start: str = "box3d",
                     only: Sequence[str] | None = None, max_slices: int | None = None) -> CaseStructures:
     """Read ``case`` and choose its structures and prompts as :func:`run_suite` does (for
     studies that score something else on the same structures)."""
-    loaded = _load(case, max_slices)
+    loaded = load_case(case, max_slices)
     eligible, skipped = select_structures(loaded.label, case.labels, dimension=case.dimension,
                                           max_structures=max_structures, only=only,
                                           instances=case.modality == "microscopy")
