@@ -41,6 +41,8 @@ measurements can be rerun:
   (:func:`padded_box2d`), as LiteMedSAM saw boxes in training (0-5 pixels looser than tight);
 - ``flip``: test-time flip, every slice also segmented mirrored left-right and the logits
   averaged (:class:`~LiteMedSAMLib.predictor.FlipView`; twice the encoder runs);
+- ``carryspan``: a 2D start's sweep without the carry finds where the object ends, then a
+  carried sweep re-segments the slices it kept (the carry without its run-on);
 - ``meet``: corrections only (:class:`~LiteMedSAMLib.refinement.RefinementSession`): a corrected
   slice is re-propagated towards the start slice too, over the slices nearer to it than to the
   start slice or another anchor, instead of only away from it.
@@ -80,6 +82,8 @@ LEVER_SETTINGS = {
     "flip": {"flip": True},
     # a correction also re-propagates towards the start slice, over the slices nearer to it
     "meet": {"meet": True},
+    # 2D starts: the uncarried sweep finds where the object ends, then a carried one within that
+    "carryspan": {"carry": True, "carry_2d_starts": False, "carry_2d_span": True},
 }
 LEVERS = tuple(LEVER_SETTINGS)
 
@@ -140,6 +144,10 @@ class Pipeline:
     # too, over the slices nearer to it than to the next anchor that way (the start slice, a
     # locked, cleared or corrected slice), not only away from it; the box pass is unchanged
     meet: bool = False
+    # a 2D start (where the carry's spacing allows) is swept twice: without the carry, which
+    # ends where the object does (stop rule), then with it, over the slices the first sweep
+    # kept; the slice embeddings are the same, so no encoder run more (the decoders run twice)
+    carry_2d_span: bool = False
 
     def carries(self, slice_spacing: float | None, start_2d: bool = False) -> bool:
         """Whether the box pass carries each slice into the next at this slice spacing (mm),
@@ -192,7 +200,8 @@ PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; defa
                  "starts carry, ending where the box alone ends the object), +centred (CT box window of the "
                  "volume's width centred on the box's centre), +pad (the box 2 model pixels looser), +flip "
                  "(test-time flip: each slice also mirrored, logits averaged; twice the time), +meet (a correction "
-                 "also re-propagates towards the start slice, over the slices nearer to it)")
+                 "also re-propagates towards the start slice, over the slices nearer to it), +carryspan (a 2D "
+                 "start's carried sweep kept within where the uncarried one ended)")
 
 
 def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:

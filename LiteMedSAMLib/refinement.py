@@ -242,12 +242,16 @@ class RefinementSession:
         # corrupt file is an error when the session is made, not at the first click
         # the box pass carries too (pipeline lever "carry", for a model with a click decoder):
         # each slice's logits into the next
-        self._carry_box_pass = (self.pipeline.carries(getattr(predictor, "slice_spacing", None),
-                                                      start_2d=isinstance(box, SliceBox))
-                                and has_click_decoder(getattr(predictor, "model", None)))
-        wants_decoder = correction.startswith("trained") or self._carry_box_pass
+        spacing = getattr(predictor, "slice_spacing", None)
+        has_decoder = has_click_decoder(getattr(predictor, "model", None))
+        self._carry_box_pass = (self.pipeline.carries(spacing, start_2d=isinstance(box, SliceBox))
+                                and has_decoder)
+        # lever carryspan: a 2D start is swept without the carry, then with it within that extent
+        self._carry_span = (isinstance(box, SliceBox) and self.pipeline.carry_2d_span and has_decoder
+                            and not self._carry_box_pass and self.pipeline.carries(spacing))
+        wants_decoder = correction.startswith("trained") or self._carry_box_pass or self._carry_span
         self._click_decoder = click_decoder_for(predictor) if wants_decoder else None
-        self.carry = (carry or self._carry_box_pass) and self._click_decoder is not None
+        self.carry = (carry or self._carry_box_pass or self._carry_span) and self._click_decoder is not None
         if scribble_prompt is None:
             spec = getattr(getattr(predictor, "model", None), "spec", None)
             prompts = (getattr(spec, "architecture", None) or {}).get("prompts", {})
@@ -327,11 +331,19 @@ class RefinementSession:
         self.locked.clear()
         self.cleared.clear()
         self._pending.clear()
+        if self._carry_span:
+            self._carry_box_pass = False  # the first sweep finds the extent without the carry
         for z in sweep_order(self.box.z0, self.box.z1, self.mid):
             check_cancel(should_cancel)
             self._set_propagated(z, self._base_box(z), self._source(z))
             if on_slice is not None:
                 on_slice()
+        if self._carry_span and self.slice_mask(self.mid).any():
+            kept = [z for z in self.box.z_range if self.slice_mask(z).any()]  # one run through mid
+            self._carry_box_pass = True  # and corrections re-propagate as this sweep did
+            for z in sweep_order(min(kept), max(kept), self.mid):
+                check_cancel(should_cancel)
+                self._set_propagated(z, self._base_box(z), self._source(z))
         self._started = True
         return self.mask
 

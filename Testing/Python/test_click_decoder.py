@@ -237,6 +237,36 @@ def test_carry2d_ends_a_carried_2d_sweep_where_the_box_alone_ends_it(slab, monke
     assert not ended[5:].any() and np.array_equal(ended[:5], full[:5])
 
 
+def test_carryspan_carries_a_2d_sweep_within_the_extent_the_uncarried_sweep_found(slab, monkeypatch):
+    """Lever ``carryspan`` (measured, not in the default): a 2D start is swept without the
+    carry (it ends where the object does), then with it over the slices that sweep kept, from
+    the same embeddings."""
+    from LiteMedSAMLib.boxes import SliceBox
+
+    predictor, gt = slab
+    ys, xs = np.nonzero(gt[3])
+    start = SliceBox(3, xs.min(), ys.min(), xs.max(), ys.max())
+    uncarried = RefinementSession(predictor, start, correction="edit", pipeline="official").run()
+    runs = predictor.encoder_runs
+    session = RefinementSession(predictor, start, correction="edit", pipeline="official+carryspan")
+    assert session.carry and not session.pipeline.carries(1.0, start_2d=True)
+    full = session.run()
+    assert predictor.encoder_runs == runs  # the same slices, already encoded
+    assert np.array_equal(full[3], uncarried[3]) and not np.array_equal(full, uncarried)
+    assert [z for z in range(7) if full[z].any()] == [z for z in range(7) if uncarried[z].any()]
+    real = predictor.predict_model_box
+
+    def nothing_from_slice_5(z, box_model, *args, decoder=None, **kwargs):
+        pred = real(z, box_model, *args, decoder=decoder, **kwargs)
+        if decoder is None and z >= 5:  # the box alone finds nothing there: the object ends at 4
+            pred = dataclasses.replace(pred, mask=np.zeros_like(pred.mask))
+        return pred
+
+    monkeypatch.setattr(predictor, "predict_model_box", nothing_from_slice_5)
+    ended = RefinementSession(predictor, start, correction="edit", pipeline="official+carryspan").run()
+    assert not ended[5:].any() and np.array_equal(ended[:5], full[:5])
+
+
 def test_openvino_click_decoder_gives_the_eager_masks(case, tmp_path):
     pytest.importorskip("openvino")
     from LiteMedSAMLib.backends.openvino_backend import OpenVINOClickDecoder
