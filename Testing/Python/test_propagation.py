@@ -88,6 +88,25 @@ def test_window_choice_keeps_the_frame_with_the_higher_predicted_iou(predictor):
     assert RefinementSession(predictor, LOBE, pipeline="official").window_choice is None
 
 
+def test_crop_choice_keeps_the_crop_where_it_scores_higher_on_the_start_slice(predictor):
+    """Lever ``cropchoice`` (measured, not in the default): after the window choice the start
+    slice is also segmented in the crop-and-zoom of the chosen frame, and the sweep runs in the
+    crop where its predicted IoU + box fit beats the uncropped frame's by the margin."""
+    from dataclasses import replace
+
+    from LiteMedSAMLib.pipeline import get_pipeline
+
+    (official_mask,) = segment_volume(predictor, [LOBE], pipeline="official")
+    (crop_mask,) = segment_volume(predictor, [LOBE], pipeline="official+crop")
+    assert not np.array_equal(official_mask, crop_mask)
+    choosing = get_pipeline("official+cropchoice")
+    assert choosing.crop_choice and not choosing.crop and not choosing.is_official
+    always = RefinementSession(predictor, LOBE, pipeline=replace(choosing, window_choice_margin=-3.0))
+    np.testing.assert_array_equal(always.run(), crop_mask)
+    never = RefinementSession(predictor, LOBE, pipeline=replace(choosing, window_choice_margin=3.0))
+    np.testing.assert_array_equal(never.run(), official_mask)
+
+
 def test_single_slice_and_reprompt_reuse_the_cache(predictor):
     runs = predictor.encoder_runs
     first = segment_slice(predictor, 11, LOBE.box2d)
@@ -269,17 +288,23 @@ def test_the_flip_lever_sweeps_through_a_flip_view_of_the_chosen_frame(predictor
     assert view.predict_model_box(11, box).mask.sum() > 300
 
 
-@pytest.mark.parametrize("pipeline", ["official", "default"])
-def test_one_box_costs_the_default_one_encoder_run_more_than_the_official(model, example, pipeline):
+@pytest.mark.parametrize("pipeline", ["official", "default", "default-without-crop-choice"])
+def test_one_box_costs_the_default_two_encoder_runs_more_than_the_official(model, example, pipeline):
     """Speed (#11): a box alone, on a fresh predictor, encodes its slices once with the official
-    pipeline and once more (the start slice under the window not kept) with the default,
-    whichever window the choice keeps (README, *Accuracy*; tools/encoded_slices_per_box.py)."""
+    pipeline; the default encodes the start slice once more for the window it does not keep and
+    once more for the crop choice's loser (README, *Accuracy*; tools/encoded_slices_per_box.py)."""
+    from dataclasses import replace
+
+    from LiteMedSAMLib.pipeline import DEFAULT
+
     image, _, _ = example
     predictor = VolumePredictor(model)
     predictor.set_volume(image, preset="mr")
-    mask = RefinementSession(predictor, LOBE, pipeline=pipeline).run()
+    chosen = replace(DEFAULT, crop_choice=False) if pipeline.startswith("default-") else pipeline
+    mask = RefinementSession(predictor, LOBE, pipeline=chosen).run()
     assert mask[LOBE.z0:LOBE.z1 + 1].any(axis=(1, 2)).all()
-    assert predictor.encoder_runs == len(LOBE.z_range) + (pipeline == "default")
+    extra = {"official": 0, "default": 2, "default-without-crop-choice": 1}[pipeline]
+    assert predictor.encoder_runs == len(LOBE.z_range) + extra
 
 
 def test_flip_with_the_ensemble_mirrors_each_window(predictor):
