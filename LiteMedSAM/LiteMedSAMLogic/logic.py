@@ -219,9 +219,10 @@ class LiteMedSAMLogic(_LogicBase):
                 the volume's K axis).
             modelName: a registered model (:meth:`availableModels`); default model if None.
             preset: intensity preset, one of :data:`PRESET_NAMES`.
-            pipeline: ``"default"`` (the measured best: on MR and other percentile-normalised
-                images the intensity window comes from the box's own voxels) or ``"official"``
-                (the official LiteMedSAM pipeline, mask for mask); see ``LiteMedSAMLib.pipeline``.
+            pipeline: ``"default"`` (the measured best: each object's intensity window and
+                crop-and-zoom are chosen on its start slice, and on thin slices each slice's
+                result is the next one's mask prompt) or ``"official"`` (the official
+                LiteMedSAM pipeline, mask for mask); see ``LiteMedSAMLib.pipeline``.
             sliceExtent: how a box's extent along the slicing axis is set (:data:`SLICE_EXTENTS`):
                 ``"automatic"`` (default) segments from the slice the box was drawn on (the ROI's
                 centre) up and down until the object ends; ``"roi"`` uses the ROI's own extent.
