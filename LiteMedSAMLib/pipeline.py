@@ -26,10 +26,7 @@ README, *Accuracy*):
 - window choice (``window_choice``, in the default): which window pays depends on the object, so
   the start slice is segmented with both the volume's mapping and the box window and the sweep
   keeps the one whose mask scores higher (the model's predicted IoU plus ``window_choice_fit``
-  times :func:`box_fit`, the mask's fit to the box; :func:`choose_frame`);
-- crop choice (``cropchoice``, in the default since 2026-12-06): the crop-and-zoom, chosen per
-  object the same way after the window: the start slice is also segmented in the crop of the
-  chosen frame, and the crop is kept where it scores higher by the same margin.
+  times :func:`box_fit`, the mask's fit to the box; :func:`choose_frame`).
 
 Measured on the suite and not adopted (2026-12-06; README, *Accuracy*), kept as levers so the
 measurements can be rerun:
@@ -45,6 +42,10 @@ measurements can be rerun:
 - ``flip``: test-time flip, every slice also segmented mirrored left-right and the logits
   averaged (:class:`~LiteMedSAMLib.predictor.FlipView`; twice the encoder runs);
 - ``crop`` alone, under the default's choices: train split +0.024, test split -0.030;
+- ``cropchoice``: the crop-and-zoom chosen per object as the window is (after the window
+  choice the start slice is also segmented in the crop of the chosen frame, and the crop is
+  kept where it scores higher by the same margin): the suite's splits gained, other structures
+  of the same test volumes lost;
 - ``carryspan``: a 2D start's sweep without the carry finds where the object ends, then a
   carried sweep re-segments the slices it kept (the carry without its run-on);
 - ``meet``: corrections only (:class:`~LiteMedSAMLib.refinement.RefinementSession`): a corrected
@@ -194,25 +195,21 @@ OFFICIAL = Pipeline("official")
 # (README, *Accuracy*). From 2D starts it lost (test split 0.716 -> 0.698, train split 0.525 ->
 # 0.398: the mask prompt keeps the shape going where the object ends, so the sweep stops
 # later): not there.
-# The crop-and-zoom, which alone lost on the test split's brains and won on the train split's
-# INIA19 parcels, is chosen per object the same way (2026-12-06: train 0.675 -> 0.704, test
-# 0.778 -> 0.793, no structure lower on the test split; one more encoder run per object).
 DEFAULT = Pipeline("default", window=True, window_choice=True, window_choice_fit=1.0,
                    window_choice_margin=0.02, stop_iou=0.4, carry=True, carry_max_spacing=1.5,
-                   carry_2d_starts=False, crop_choice=True)
+                   carry_2d_starts=False)
 PIPELINES = {p.name: p for p in (OFFICIAL, DEFAULT)}
 DEFAULT_PIPELINE = "default"
 PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; default: "
                  "the measured best (the official one, with each object's intensity window chosen on its "
                  "start slice: the volume's own or one taken from the box's voxels, whichever the model "
-                 "segments with a higher predicted IoU and a mask that fills the box better, then a crop-and-zoom "
-                 "around the box chosen the same way; on slices at most "
+                 "segments with a higher predicted IoU and a mask that fills the box better; on slices at most "
                  "1.5 mm apart a 3D box's sweep hands each slice's result to the next as its mask prompt "
                  "through the click decoder; "
                  "2D starts also end where the mask stops overlapping its neighbour's); or levers added to "
                  "a pipeline: official+window, +crop (crop-and-zoom), +stop (the sweep ends with the object), "
                  "+carry (each slice's result is the next one's mask prompt, at any spacing), +cropchoice (the crop "
-                 "chosen per object, in the default); measured "
+                 "chosen per object as the window is); measured "
                  "and not adopted: +ensemble (both windows' logits averaged on every slice), +carry2d (2D "
                  "starts carry, ending where the box alone ends the object), +centred (CT box window of the "
                  "volume's width centred on the box's centre), +pad (the box 2 model pixels looser), +flip "

@@ -219,9 +219,9 @@ class LiteMedSAMLogic(_LogicBase):
                 the volume's K axis).
             modelName: a registered model (:meth:`availableModels`); default model if None.
             preset: intensity preset, one of :data:`PRESET_NAMES`.
-            pipeline: ``"default"`` (the measured best: each object's intensity window and
-                crop-and-zoom are chosen on its start slice, and on thin slices each slice's
-                result is the next one's mask prompt) or ``"official"`` (the official
+            pipeline: ``"default"`` (the measured best: each object's intensity window is
+                chosen on its start slice, and on thin slices each slice's result is the next
+                one's mask prompt) or ``"official"`` (the official
                 LiteMedSAM pipeline, mask for mask); see ``LiteMedSAMLib.pipeline``.
             sliceExtent: how a box's extent along the slicing axis is set (:data:`SLICE_EXTENTS`):
                 ``"automatic"`` (default) segments from the slice the box was drawn on (the ROI's

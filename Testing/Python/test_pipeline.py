@@ -82,7 +82,7 @@ def test_stop_rule_ends_on_a_sliver_or_a_jump_to_another_object_and_the_default_
 
 
 def test_levers_measured_and_not_adopted_are_named_and_off_in_the_default():
-    """ensemble, carry2d, centred, pad, flip, meet and carryspan (README, *Accuracy* and
+    """ensemble, carry2d, centred, pad, flip, meet, carryspan and cropchoice (README, *Accuracy* and
     *Interactive refinement*): each lost on the train split or on the test split."""
     assert not (DEFAULT.window_ensemble or DEFAULT.carry_stop_check or DEFAULT.window_centred_ct)
     ensemble = get_pipeline("default+ensemble")
@@ -94,8 +94,8 @@ def test_levers_measured_and_not_adopted_are_named_and_off_in_the_default():
     assert get_pipeline("official+centred").window and not get_pipeline("official+centred").is_official
     assert DEFAULT.box_margin == 0 and get_pipeline("default+pad").box_margin == 2
     assert not get_pipeline("official+pad").is_official
-    assert not (DEFAULT.meet or DEFAULT.carry_2d_span or DEFAULT.crop) and get_pipeline("default+meet").meet
-    assert DEFAULT.crop_choice  # the crop is chosen per object (adopted 2026-12-06)
+    assert not (DEFAULT.meet or DEFAULT.carry_2d_span or DEFAULT.crop or DEFAULT.crop_choice)
+    assert get_pipeline("default+meet").meet and get_pipeline("default+cropchoice").crop_choice
     span = get_pipeline("default+carryspan")
     assert span.carry_2d_span and not span.carries(1.0, start_2d=True) and span.carries(1.0)
     assert not get_pipeline("official+carryspan").carries(1.0, start_2d=True)  # the span, not carry2d
