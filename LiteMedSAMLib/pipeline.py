@@ -416,21 +416,24 @@ def choose_frame(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int]
         result = view.predict_model_box(z_start, view.box_to_model(box2d))
         return float(result.iou), box_fit(result.mask, box2d)
 
+    def total(iou_fit: tuple[float, float]) -> float:
+        return iou_fit[0] + weight * iou_fit[1]
+
     if not pipeline.window_choice or frame is None or frame.mapping is None:
         chosen, choice, chosen_score = frame, None, None
     else:
         plain = _without_window(frame, predictor.shape)
-        (iou_v, fit_v), (iou_w, fit_w) = score(plain), score(frame)
-        keep = iou_w + weight * fit_w > iou_v + weight * fit_v + pipeline.window_choice_margin
-        chosen, choice = (frame if keep else plain), WindowChoice(iou_v, iou_w, fit_v, fit_w, bool(keep))
-        chosen_score = iou_w + weight * fit_w if keep else iou_v + weight * fit_v
+        volume, window = score(plain), score(frame)
+        keep = total(window) > total(volume) + pipeline.window_choice_margin
+        chosen = frame if keep else plain
+        choice = WindowChoice(volume[0], window[0], volume[1], window[1], bool(keep))
+        chosen_score = total(window if keep else volume)
     if pipeline.crop_choice and not pipeline.crop:
         cropped = _cropped(pipeline, chosen, box2d, predictor.shape)
         if cropped != chosen:
             if chosen_score is None:
-                chosen_score = sum(w * v for w, v in zip((1.0, weight), score(chosen)))
-            iou_c, fit_c = score(cropped)
-            if iou_c + weight * fit_c > chosen_score + pipeline.window_choice_margin:
+                chosen_score = total(score(chosen))
+            if total(score(cropped)) > chosen_score + pipeline.window_choice_margin:
                 chosen = cropped
     return chosen, choice
 
