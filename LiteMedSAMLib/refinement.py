@@ -333,19 +333,22 @@ class RefinementSession:
         self._pending.clear()
         if self._carry_span:
             self._carry_box_pass = False  # the first sweep finds the extent without the carry
-        for z in sweep_order(self.box.z0, self.box.z1, self.mid):
+        self._sweep(self.box.z0, self.box.z1, should_cancel, on_slice)
+        if self._carry_span and self.slice_mask(self.mid).any():
+            kept = [z for z in self.box.z_range if self.slice_mask(z).any()]  # one run through mid
+            self._carry_box_pass = True  # and corrections re-propagate as this sweep did
+            self._sweep(min(kept), max(kept), should_cancel)
+        self._started = True
+        return self.mask
+
+    def _sweep(self, z0: int, z1: int, should_cancel: CancelCheck | None,
+               on_slice: Callable[[], None] | None = None) -> None:
+        """Propagate slices ``z0..z1`` from the start slice outward (the box pass)."""
+        for z in sweep_order(z0, z1, self.mid):
             check_cancel(should_cancel)
             self._set_propagated(z, self._base_box(z), self._source(z))
             if on_slice is not None:
                 on_slice()
-        if self._carry_span and self.slice_mask(self.mid).any():
-            kept = [z for z in self.box.z_range if self.slice_mask(z).any()]  # one run through mid
-            self._carry_box_pass = True  # and corrections re-propagate as this sweep did
-            for z in sweep_order(min(kept), max(kept), self.mid):
-                check_cancel(should_cancel)
-                self._set_propagated(z, self._base_box(z), self._source(z))
-        self._started = True
-        return self.mask
 
     # ----------------------------------------------------------------------------- interactions
     def add_point(self, z: int, x: float, y: float, positive: bool = True) -> list[int]:
