@@ -91,6 +91,8 @@ LEVER_SETTINGS = {
     "carryspan": {"carry": True, "carry_2d_starts": False, "carry_2d_span": True},
     # crop-and-zoom chosen per object on the start slice, as the window is
     "cropchoice": {"crop_choice": True},
+    # the box pass's masks kept inside the user's box (every slice of a 3D box; a 2D start's slice)
+    "bound": {"bound": True},
 }
 LEVERS = tuple(LEVER_SETTINGS)
 
@@ -160,6 +162,10 @@ class Pipeline:
     # window_choice_fit x box fit) is higher by more than window_choice_margin (one more
     # encoder run per object)
     crop_choice: bool = False
+    # the box pass's masks are kept inside the box the user drew: a 3D box's in-slice rectangle
+    # on every slice it spans, a 2D box on its own slice (where the object may lie elsewhere the
+    # box says nothing); corrected slices are left as the clicks made them
+    bound: bool = False
 
     def carries(self, slice_spacing: float | None, start_2d: bool = False) -> bool:
         """Whether the box pass carries each slice into the next at this slice spacing (mm),
@@ -174,7 +180,7 @@ class Pipeline:
     def is_official(self) -> bool:
         """True when nothing is added: masks identical to the official script."""
         return not (self.window or self.crop or self.stop or self.carry or self.box_margin or self.flip
-                    or self.crop_choice)
+                    or self.crop_choice or self.bound)
 
 
 OFFICIAL = Pipeline("official")
@@ -209,7 +215,8 @@ PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; defa
                  "2D starts also end where the mask stops overlapping its neighbour's); or levers added to "
                  "a pipeline: official+window, +crop (crop-and-zoom), +stop (the sweep ends with the object), "
                  "+carry (each slice's result is the next one's mask prompt, at any spacing), +cropchoice (the crop "
-                 "chosen per object as the window is); measured "
+                 "chosen per object as the window is), +bound (the box pass's masks kept inside the user's box); "
+                 "measured "
                  "and not adopted: +ensemble (both windows' logits averaged on every slice), +carry2d (2D "
                  "starts carry, ending where the box alone ends the object), +centred (CT box window of the "
                  "volume's width centred on the box's centre), +pad (the box 2 model pixels looser), +flip "

@@ -222,7 +222,8 @@ class RefinementSession:
         if correction not in CORRECTIONS:
             raise LiteMedSAMError(f"unknown correction {correction!r}; choose one of {CORRECTIONS}")
         self.pipeline = get_pipeline(pipeline)
-        if isinstance(box, SliceBox):
+        self._start_2d = isinstance(box, SliceBox)
+        if self._start_2d:
             start, _ = check_slice_box(box, predictor.shape, name="box")
             self.box = start.bounds(predictor.shape[0])
             self.mid, self.stop = start.z, True  # a 2D start: the sweep ends with the object
@@ -552,6 +553,8 @@ class RefinementSession:
         else:  # a correction carried on: the click decoder, the neighbour's result as mask prompt
             pred = self.predictor.predict_model_box(z, box, mask_input=carried_in, decoder=self._click_decoder)
         mask = pred.mask
+        if self.pipeline.bound and (z == self.mid or not self._start_2d):
+            mask = self._inside_box(mask)
         if self.stop and z != self.mid:
             neighbour = self.slice_mask(source)
             if object_ended(mask, neighbour, self.pipeline):
@@ -565,6 +568,13 @@ class RefinementSession:
         hands_on = carried_in is not None or (z == self.mid and self._carry_box_pass)
         carried = pred.low_res_logits if hands_on and mask.any() else None
         return self._set(z, mask, box=box, chain=None, carried=carried, source=None if z == self.mid else source)
+
+    def _inside_box(self, mask: np.ndarray) -> np.ndarray:
+        """``mask`` with everything outside the user's in-slice box taken away (lever ``bound``)."""
+        x0, y0, x1, y1 = self.box.box2d
+        inside = np.zeros_like(mask)
+        inside[y0:y1 + 1, x0:x1 + 1] = mask[y0:y1 + 1, x0:x1 + 1]
+        return inside
 
     def _resegment(self, z: int) -> set[int]:
         """Segment slice ``z`` again from its base box and its prompts; propagate outward."""

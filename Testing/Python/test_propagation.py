@@ -107,6 +107,29 @@ def test_crop_choice_keeps_the_crop_where_it_scores_higher_on_the_start_slice(pr
     np.testing.assert_array_equal(never.run(), official_mask)
 
 
+def test_bound_keeps_the_box_pass_inside_the_users_box(predictor):
+    """Lever ``bound``: a 3D box's masks lie inside its in-slice rectangle on every slice (the
+    official sweep leaves this box on three of its five slices); a 2D start's only on its own
+    slice, where the object's other slices may lie elsewhere."""
+    from LiteMedSAMLib.boxes import SliceBox
+
+    narrow = Box3D(20, 85, 9, 55, 125, 13)
+    (official_mask,) = segment_volume(predictor, [narrow], pipeline="official")
+    (bounded,) = segment_volume(predictor, [narrow], pipeline="official+bound")
+    outside = np.ones(bounded.shape[1:], bool)
+    outside[85:126, 20:56] = False
+    assert official_mask[:, outside].any()  # the official masks do leave the box here
+    assert not bounded[:, outside].any() and all(bounded[z].sum() > 300 for z in narrow.z_range)
+    np.testing.assert_array_equal(bounded[11], official_mask[11] * ~outside)
+    assert not np.array_equal(bounded, official_mask)
+    start = SliceBox(11, 20, 85, 55, 125, z_min=9, z_max=13)
+    (swept,) = segment_volume(predictor, [start], pipeline="official+bound")
+    (unbounded,) = segment_volume(predictor, [start], pipeline="official")
+    np.testing.assert_array_equal(swept[11], bounded[11])
+    assert not swept[11][outside].any() and swept[:, outside].any()
+    np.testing.assert_array_equal(swept, unbounded)  # its start slice stayed inside anyway
+
+
 def test_single_slice_and_reprompt_reuse_the_cache(predictor):
     runs = predictor.encoder_runs
     first = segment_slice(predictor, 11, LOBE.box2d)
