@@ -220,8 +220,9 @@ class LiteMedSAMLogic(_LogicBase):
             modelName: a registered model (:meth:`availableModels`); default model if None.
             preset: intensity preset, one of :data:`PRESET_NAMES`.
             pipeline: ``"default"`` (the measured best: each object's intensity window is
-                chosen on its start slice, and on thin slices each slice's result is the next
-                one's mask prompt) or ``"official"`` (the official
+                chosen on its start slice, on thin slices each slice's result is the next
+                one's mask prompt, and the masks stay inside the box drawn: a 3D box's every
+                slice, a 2D box's own slice) or ``"official"`` (the official
                 LiteMedSAM pipeline, mask for mask); see ``LiteMedSAMLib.pipeline``.
             sliceExtent: how a box's extent along the slicing axis is set (:data:`SLICE_EXTENTS`):
                 ``"automatic"`` (default) segments from the slice the box was drawn on (the ROI's

@@ -81,6 +81,11 @@ def test_stop_rule_ends_on_a_sliver_or_a_jump_to_another_object_and_the_default_
     assert not object_ended(moved, np.zeros_like(previous), replace(DEFAULT, stop_iou=0.4, stop_area=0.1))
 
 
+def test_the_default_keeps_the_masks_inside_the_box_and_official_does_not():
+    assert DEFAULT.bound and not get_pipeline("official").bound
+    assert get_pipeline("official+bound").bound and not get_pipeline("official+bound").is_official
+
+
 def test_levers_measured_and_not_adopted_are_named_and_off_in_the_default():
     """ensemble, carry2d, centred, pad, flip, meet, carryspan and cropchoice (README, *Accuracy* and
     *Interactive refinement*): each lost on the train split or on the test split."""
