@@ -197,7 +197,9 @@ class RefinementSession:
         pipeline: a :class:`~LiteMedSAMLib.pipeline.Pipeline` or its name (default: the
             measured best, ``"default"``; ``"official"`` is the official script, mask for mask).
             Its window and crop set the :class:`~LiteMedSAMLib.predictor.Frame` this object is
-            seen through (also for corrections); its stop rule ends the sweep with the object.
+            seen through (also for corrections); its stop rule ends the sweep with the object;
+            with ``bound`` (the default's) the box pass's masks stay inside ``box`` (a 2D box:
+            on its own slice), while corrected slices keep what the prompts made.
         carry: with a trained correction, carry each correction into the slices re-propagated
             from it through the click decoder (module docstring); ``False`` re-propagates them
             with their box alone, as before (kept to measure against). Where the pipeline
