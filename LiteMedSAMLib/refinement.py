@@ -247,10 +247,10 @@ class RefinementSession:
         # each slice's logits into the next
         spacing = getattr(predictor, "slice_spacing", None)
         has_decoder = has_click_decoder(getattr(predictor, "model", None))
-        self._carry_box_pass = (self.pipeline.carries(spacing, start_2d=isinstance(box, SliceBox))
+        self._carry_box_pass = (self.pipeline.carries(spacing, start_2d=self._start_2d)
                                 and has_decoder)
         # lever carryspan: a 2D start is swept without the carry, then with it within that extent
-        self._carry_span = (isinstance(box, SliceBox) and self.pipeline.carry_2d_span and has_decoder
+        self._carry_span = (self._start_2d and self.pipeline.carry_2d_span and has_decoder
                             and not self._carry_box_pass and self.pipeline.carries(spacing))
         wants_decoder = correction.startswith("trained") or self._carry_box_pass or self._carry_span
         self._click_decoder = click_decoder_for(predictor) if wants_decoder else None
