@@ -93,6 +93,8 @@ LEVER_SETTINGS = {
     "cropchoice": {"crop_choice": True},
     # the box pass's masks kept inside the user's box (every slice of a 3D box; a 2D start's slice)
     "bound": {"bound": True},
+    # a 2D start's other slices kept inside its box grown to twice its width and height
+    "bound2d": {"bound_2d_scale": 2.0},
 }
 LEVERS = tuple(LEVER_SETTINGS)
 
@@ -166,6 +168,10 @@ class Pipeline:
     # on every slice it spans, a 2D box on its own slice (where the object may lie elsewhere the
     # box says nothing); corrected slices are left as the clicks made them
     bound: bool = False
+    # a 2D start's other slices are kept inside its box scaled about its centre by this factor
+    # (0: not bounded there); the object's outline moves from slice to slice, a leak into the
+    # next structure runs on sideways
+    bound_2d_scale: float = 0.0
 
     def carries(self, slice_spacing: float | None, start_2d: bool = False) -> bool:
         """Whether the box pass carries each slice into the next at this slice spacing (mm),
@@ -180,7 +186,7 @@ class Pipeline:
     def is_official(self) -> bool:
         """True when nothing is added: masks identical to the official script."""
         return not (self.window or self.crop or self.stop or self.carry or self.box_margin or self.flip
-                    or self.crop_choice or self.bound)
+                    or self.crop_choice or self.bound or self.bound_2d_scale)
 
 
 OFFICIAL = Pipeline("official")
@@ -227,7 +233,8 @@ PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; defa
                  "volume's width centred on the box's centre), +pad (the box 2 model pixels looser), +flip "
                  "(test-time flip: each slice also mirrored, logits averaged; twice the time), +meet (a correction "
                  "also re-propagates towards the start slice, over the slices nearer to it), +carryspan (a 2D "
-                 "start's carried sweep kept within where the uncarried one ended)")
+                 "start's carried sweep kept within where the uncarried one ended), +bound2d (a 2D start's other "
+                 "slices kept inside its box grown twice as wide and high)")
 
 
 def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:

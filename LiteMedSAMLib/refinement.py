@@ -556,7 +556,9 @@ class RefinementSession:
             pred = self.predictor.predict_model_box(z, box, mask_input=carried_in, decoder=self._click_decoder)
         mask = pred.mask
         if self.pipeline.bound and (z == self.mid or not self._start_2d):
-            mask = self._inside_box(mask)
+            mask = self._inside_box(mask, self.box.box2d)
+        elif self._start_2d and self.pipeline.bound_2d_scale and z != self.mid:
+            mask = self._inside_box(mask, self._scaled_box2d(self.pipeline.bound_2d_scale))
         if self.stop and z != self.mid:
             neighbour = self.slice_mask(source)
             if object_ended(mask, neighbour, self.pipeline):
@@ -571,9 +573,20 @@ class RefinementSession:
         carried = pred.low_res_logits if hands_on and mask.any() else None
         return self._set(z, mask, box=box, chain=None, carried=carried, source=None if z == self.mid else source)
 
-    def _inside_box(self, mask: np.ndarray) -> np.ndarray:
-        """``mask`` with everything outside the user's in-slice box taken away (lever ``bound``)."""
+    def _scaled_box2d(self, scale: float) -> tuple[int, int, int, int]:
+        """The user's in-slice box scaled about its centre by ``scale``, clipped to the slice."""
         x0, y0, x1, y1 = self.box.box2d
+        h, w = self._slab.shape[1:]
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        rx, ry = (x1 - x0 + 1) * scale / 2, (y1 - y0 + 1) * scale / 2
+        return (max(0, int(np.floor(cx - rx + 0.5))), max(0, int(np.floor(cy - ry + 0.5))),
+                min(w - 1, int(np.ceil(cx + rx - 0.5))), min(h - 1, int(np.ceil(cy + ry - 0.5))))
+
+    @staticmethod
+    def _inside_box(mask: np.ndarray, box2d) -> np.ndarray:
+        """``mask`` with everything outside the in-slice box ``box2d`` taken away (levers
+        ``bound``, ``bound2d``)."""
+        x0, y0, x1, y1 = box2d
         inside = np.zeros_like(mask)
         inside[y0:y1 + 1, x0:x1 + 1] = mask[y0:y1 + 1, x0:x1 + 1]
         return inside

@@ -130,6 +130,31 @@ def test_bound_keeps_the_box_pass_inside_the_users_box(predictor):
     np.testing.assert_array_equal(swept, unbounded)  # its start slice stayed inside anyway
 
 
+def test_bound2d_keeps_a_2d_starts_other_slices_inside_its_grown_box(predictor):
+    """Lever ``bound2d``: a 2D start's other slices lie inside its box scaled about its centre
+    (twice its width and height; clipped to the slice); its own slice is left to ``bound``."""
+    from dataclasses import replace
+
+    from LiteMedSAMLib.boxes import SliceBox
+    from LiteMedSAMLib.pipeline import get_pipeline
+
+    start = SliceBox(11, 20, 85, 55, 125, z_min=9, z_max=13)
+    (unbounded,) = segment_volume(predictor, [start], pipeline="official+stop")
+    grown = get_pipeline("official+stop+bound2d")
+    assert grown.bound_2d_scale == 2.0 and not grown.is_official
+    session = RefinementSession(predictor, start, pipeline=grown)
+    assert session._scaled_box2d(1.0) == (20, 85, 55, 125)
+    assert session._scaled_box2d(2.0) == (2, 64, 73, 146)  # 36 x 41 pixels -> 72 x 83 (rounded outwards)
+    np.testing.assert_array_equal(session.run(), unbounded)  # this lobe stays inside 2x its box
+    tight = RefinementSession(predictor, start, pipeline=replace(grown, bound_2d_scale=1.0))
+    mask = tight.run()
+    outside = np.ones(mask.shape[1:], bool)
+    outside[85:126, 20:56] = False
+    assert unbounded[[10, 12]][:, outside].any()  # the sweep leaves the drawn box next to its slice
+    assert not mask[[10, 12]][:, outside].any() and mask[[10, 12]].sum() > 300
+    np.testing.assert_array_equal(mask[11], unbounded[11])  # its own slice: not this lever's
+
+
 def test_single_slice_and_reprompt_reuse_the_cache(predictor):
     runs = predictor.encoder_runs
     first = segment_slice(predictor, 11, LOBE.box2d)
