@@ -458,7 +458,9 @@ def summarize(report: dict) -> dict:
     """Means per dataset and overall, per pipeline, with the difference to the official one.
 
     ``structures`` means weigh every structure alike; ``datasets`` means are the mean of the
-    per-dataset means (so 125 nuclei count as one dataset, not 125 structures).
+    per-dataset means (so 125 nuclei count as one dataset, not 125 structures); ``volume_*``
+    means are over the structures of 3-D volumes only (the 2-D images' many nuclei, where a 2D
+    start and a 3D box are the same prompt, can carry a mean over structures on their own).
     """
     names = report["pipelines"]
     per_dataset: dict[str, dict] = {}
@@ -493,12 +495,17 @@ def summarize(report: dict) -> dict:
             o["seconds"] += d[n]["seconds"]
             o["encoded_slices"] += d[n]["encoded_slices"]
         out_datasets[ds] = row
+    volume_rows = [row for case in report["cases"] if case.get("dimension", 3) == 3
+                   for row in case["structures"]]
     out_overall = {}
     for n in names:
         o = overall[n]
         out_overall[n] = {
             "structures": len(o["dsc"]), "dsc": _mean(o["dsc"]), "nsd": _mean(o["nsd"]),
             "dataset_mean_dsc": _mean(o["dataset_dsc"]), "dataset_mean_nsd": _mean(o["dataset_nsd"]),
+            "volume_structures": len(volume_rows),
+            "volume_dsc": _mean([r["metrics"][n]["dsc"] for r in volume_rows]),
+            "volume_nsd": _mean([r["metrics"][n]["nsd"] for r in volume_rows]),
             "seconds": round(o["seconds"], 3), "encoded_slices": o["encoded_slices"]}
     for n in names:  # compared models: agreement with the main model's masks, same pipeline
         agreement = [row["metrics"][n]["dsc_vs_model"] for case in report["cases"]
@@ -508,7 +515,7 @@ def summarize(report: dict) -> dict:
             out_overall[n]["dsc_vs_model_min"] = float(np.min(agreement))
     ref = out_overall[OFFICIAL]
     for n in names[1:]:
-        for key in ("dsc", "nsd", "dataset_mean_dsc", "dataset_mean_nsd"):
+        for key in ("dsc", "nsd", "dataset_mean_dsc", "dataset_mean_nsd", "volume_dsc", "volume_nsd"):
             if out_overall[n][key] is not None and ref[key] is not None:
                 out_overall[n][f"{key}_minus_official"] = out_overall[n][key] - ref[key]
     return {"datasets": out_datasets, "overall": out_overall}
@@ -565,6 +572,10 @@ def format_report(report: dict, per_structure: bool = True) -> str:
     lines.append(values(overall, f"structures ({overall[OFFICIAL]['structures']})", 30))
     lines.append(values({n: {"dsc": overall[n]["dataset_mean_dsc"], "nsd": overall[n]["dataset_mean_nsd"]}
                          for n in names}, f"datasets ({len(summary['datasets'])})", 30))
+    volumes = overall[OFFICIAL]["volume_structures"]
+    if 0 < volumes < overall[OFFICIAL]["structures"]:  # 2-D images too: say what the 3-D ones give
+        lines.append(values({n: {"dsc": overall[n]["volume_dsc"], "nsd": overall[n]["volume_nsd"]}
+                             for n in names}, f"structures of 3-D volumes ({volumes})", 30))
     agreeing = [n for n in names if "dsc_vs_model" in overall[n]]
     if agreeing:
         main = report.get("model") or "the default model"

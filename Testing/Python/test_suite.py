@@ -170,17 +170,24 @@ def test_summary_and_table_compare_each_pipeline_with_the_official_one(tmp_path)
                   {"case": "a", "dataset": "ct", "labels_are_model_output": True, "skipped": [],
                    "structures": [row("liver", 0.5, 0.7), row("spleen", 0.7, 0.7)], "timing": timing},
                   {"case": "b", "dataset": "mr", "labels_are_model_output": False, "skipped": [],
-                   "structures": [row("thalamus", 0.9, 0.8)], "timing": timing}]}
+                   "structures": [row("thalamus", 0.9, 0.8)], "timing": timing},
+                  {"case": "c", "dataset": "nuclei", "dimension": 2, "labels_are_model_output": False,
+                   "skipped": [], "structures": [row("nucleus 1", 0.6, 1.0)], "timing": timing}]}
     summary = suite.summarize(report)
     assert summary["datasets"]["ct"]["default"]["dsc"] == pytest.approx(0.7)
     assert summary["datasets"]["ct"]["official"]["dsc"] == pytest.approx(0.6)
     overall = summary["overall"]["default"]
-    assert overall["dsc"] == pytest.approx(2.2 / 3)
-    assert overall["dsc_minus_official"] == pytest.approx(2.2 / 3 - 0.7)
-    assert overall["dataset_mean_dsc_minus_official"] == pytest.approx(0.75 - 0.75)
-    assert overall["encoded_slices"] == 16 and overall["seconds"] == pytest.approx(2.0)
+    assert overall["dsc"] == pytest.approx(3.2 / 4)
+    assert overall["dsc_minus_official"] == pytest.approx(3.2 / 4 - 2.7 / 4)
+    assert overall["dataset_mean_dsc_minus_official"] == pytest.approx((0.7 + 0.8 + 1.0) / 3 - (0.6 + 0.9 + 0.6) / 3)
+    # the structures of 3-D volumes (cases without a dimension count as 3-D): the nucleus left out
+    assert overall["volume_structures"] == 3 and overall["volume_dsc"] == pytest.approx(2.2 / 3)
+    assert overall["volume_dsc_minus_official"] == pytest.approx(2.2 / 3 - 0.7)
+    assert overall["encoded_slices"] == 24 and overall["seconds"] == pytest.approx(3.0)
     report["summary"] = summary
     text = suite.format_report(report)
+    volumes = next(line for line in text.splitlines() if line.startswith("structures of 3-D volumes (3)"))
+    assert "0.700" in volumes and "0.733" in volumes and "+0.033" in volumes
     assert "ct* (2)" in text  # model-output datasets are marked
     liver = next(line for line in text.splitlines() if "a* / liver" in line)
     assert "+0.200" in liver
