@@ -126,6 +126,7 @@ def box_contact(mask: np.ndarray, box: Box3D | SliceBox) -> BoxContact:
 
 
 def clipped(mask: np.ndarray, box: Box3D) -> np.ndarray:
+    """``mask`` with everything outside ``box`` taken away, as the default's bound does."""
     inside = np.zeros_like(mask)
     inside[box.z0:box.z1 + 1, box.y0:box.y1 + 1, box.x0:box.x1 + 1] = \
         mask[box.z0:box.z1 + 1, box.y0:box.y1 + 1, box.x0:box.x1 + 1]
@@ -142,6 +143,8 @@ def side_cuts(box: Box3D, share: float) -> list[Box3D]:
 
 
 def end_cuts(box: Box3D, share: float) -> list[tuple[Box3D, str]]:
+    """The box with its last, then its first slice moved inwards by ``share`` of its slice
+    extent (>= 1 slice), each with the end it cuts; none for a box too thin to cut."""
     if box.z1 == box.z0:
         return []
     dz = max(1, round(share * (box.z1 - box.z0 + 1)))
@@ -281,7 +284,8 @@ def main() -> None:
     parser.add_argument("--model-ends", action="store_true", help="score the model's masks (ends, 3D sweeps)")
     parser.add_argument("--model-beyond", action="store_true",
                         help="sweep each box one slice longer at each end: is the object found there?")
-    parser.add_argument("--pipeline", default="default", help="with --model: the pipeline (default: default)")
+    parser.add_argument("--pipeline", default="default",
+                        help="with --model, --model-ends, --model-beyond: the pipeline (default: default)")
     args = parser.parse_args()
     if args.model:
         model_sides(args)
