@@ -154,14 +154,29 @@ def end_cuts(box: Box3D, share: float) -> list[tuple[Box3D, str]]:
     return [(Box3D(x0, y0, z0, x1, y1, z1 - dz), "cut_above"), (Box3D(x0, y0, z0 + dz, x1, y1, z1), "cut_below")]
 
 
-def model_sides(args) -> None:
-    """Side hints on the model's masks of each structure's middle slice (see the docstring)."""
+def _segmented(args, build, *, volumes_only: bool, pipeline: str):
+    """The model's masks for the boxes ``build(picked)`` makes of each case's structures: yields
+    ``(case, masks, boxes, tags)`` per case (3-D volumes only with ``volumes_only``), each case's
+    boxes segmented in one call with ``pipeline``, one predictor kept across cases."""
     from LiteMedSAMLib.segmentation import segment_image
 
-    counts: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     predictor = None
     for case in suite.read_index(args.data_dir, split=args.split):
+        if volumes_only and case.dimension != 3:
+            continue
         picked = suite.case_structures(case, max_structures=args.max_structures)
+        boxes, tags = build(picked)
+        if not boxes:
+            continue
+        masks, predictor = segment_image(picked.loaded.image, boxes, preset=picked.preset,
+                                         pipeline=pipeline, predictor=predictor, threads=2)
+        yield case, masks, boxes, tags
+
+
+def model_sides(args) -> None:
+    """Side hints on the model's masks of each structure's middle slice (see the docstring)."""
+
+    def build(picked):
         label = picked.loaded.label if picked.loaded.label.ndim == 3 else picked.loaded.label[None]
         boxes, truths = [], []
         for s in picked.structures:
@@ -173,10 +188,10 @@ def model_sides(args) -> None:
             truth[z] = label[z] == s.value
             boxes += [tight, *side_cuts(tight, args.cut)]
             truths += [truth] * 5
-        if not boxes:
-            continue
-        masks, predictor = segment_image(picked.loaded.image, boxes, preset=picked.preset,
-                                         pipeline=args.pipeline, predictor=predictor, threads=2)
+        return boxes, truths
+
+    counts: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for case, masks, boxes, truths in _segmented(args, build, volumes_only=False, pipeline=args.pipeline):
         row = counts[case.dataset]
         for i, (mask, box, truth) in enumerate(zip(masks, boxes, truths)):
             mask = mask if mask.ndim == 3 else mask[None]
@@ -184,21 +199,14 @@ def model_sides(args) -> None:
             row[f"{kind}: model"].append(bool(box_contact(mask, box).side_slices))
             row[f"{kind}: label"].append(bool(box_contact(clipped(truth, box), box).side_slices))
         print(f"{case.case_id}: {len(boxes) // 5} structures", flush=True)
-    columns = ["fits: model", "fits: label", "side cut: model", "side cut: label"]
-    _table(counts, columns)
+    _table(counts, ["fits: model", "fits: label", "side cut: model", "side cut: label"])
 
 
 def model_ends(args) -> None:
     """End hints on the model's masks: each 3-D structure swept in its tight 3D box and in the
     box with its last, then its first slice moved inwards by ``--cut`` of its slice extent."""
-    from LiteMedSAMLib.segmentation import segment_image
 
-    counts: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    predictor = None
-    for case in suite.read_index(args.data_dir, split=args.split):
-        if case.dimension != 3:
-            continue
-        picked = suite.case_structures(case, max_structures=args.max_structures)
+    def build(picked):
         boxes, kinds = [], []
         for s in picked.structures:
             tight = Box3D(*s.box)
@@ -207,10 +215,10 @@ def model_ends(args) -> None:
                 continue
             boxes += [tight] + [cut for cut, _ in cuts]
             kinds += ["fits"] + [end for _, end in cuts]
-        if not boxes:
-            continue
-        masks, predictor = segment_image(picked.loaded.image, boxes, preset=picked.preset,
-                                         pipeline=args.pipeline, predictor=predictor, threads=2)
+        return boxes, kinds
+
+    counts: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for case, masks, boxes, kinds in _segmented(args, build, volumes_only=True, pipeline=args.pipeline):
         row = counts[case.dataset]
         for mask, box, kind in zip(masks, boxes, kinds):
             contact = box_contact(mask, box)
@@ -228,27 +236,20 @@ def model_beyond(args) -> None:
     box, and the box with its last (then first) slice moved inwards by ``--cut``, are swept
     one slice longer at each end (within the volume) with ``--pipeline`` plus the stop rule (a
     3D box's sweep has none by default): a mask on an added slice says the object goes on there."""
-    from LiteMedSAMLib.segmentation import segment_image
 
-    counts: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    predictor = None
-    for case in suite.read_index(args.data_dir, split=args.split):
-        if case.dimension != 3:
-            continue
-        picked = suite.case_structures(case, max_structures=args.max_structures)
+    def build(picked):
         nz = picked.loaded.label.shape[0]
         boxes, kinds = [], []
         for s in picked.structures:
             tight = Box3D(*s.box)
             for box, kind in [(tight, "fits")] + end_cuts(tight, args.cut):
                 x0, y0, z0, x1, y1, z1 = box.as_tuple()
-                longer = Box3D(x0, y0, max(0, z0 - 1), x1, y1, min(nz - 1, z1 + 1))
-                boxes.append(longer)
+                boxes.append(Box3D(x0, y0, max(0, z0 - 1), x1, y1, min(nz - 1, z1 + 1)))
                 kinds.append((kind, z0 - 1 if z0 > 0 else None, z1 + 1 if z1 < nz - 1 else None))
-        if not boxes:
-            continue
-        masks, predictor = segment_image(picked.loaded.image, boxes, preset=picked.preset,
-                                         pipeline=f"{args.pipeline}+stop", predictor=predictor, threads=2)
+        return boxes, kinds
+
+    counts: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for case, masks, _, kinds in _segmented(args, build, volumes_only=True, pipeline=f"{args.pipeline}+stop"):
         row = counts[case.dataset]
         for mask, (kind, below, above) in zip(masks, kinds):
             found_below = below is not None and bool(mask[below].any())
