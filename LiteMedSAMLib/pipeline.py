@@ -48,6 +48,11 @@ measurements can be rerun:
   of the same test volumes lost;
 - ``carryspan``: a 2D start's sweep without the carry finds where the object ends, then a
   carried sweep re-segments the slices it kept (the carry without its run-on);
+- ``bound2d``: a 2D start's other slices kept inside its box grown to twice its width and
+  height (the stop rule already ends every 2D sweep before its mask leaves that box);
+- ``noair``: on CT the box window's percentiles leave out air (:func:`without_air`), which
+  otherwise stretches the window of an organ next to the lung or the body's edge down to -1000
+  HU: the train split's pancreas lost (it segments better in that wide window);
 - ``meet``: corrections only (:class:`~LiteMedSAMLib.refinement.RefinementSession`): a corrected
   slice is re-propagated towards the start slice too, over the slices nearer to it than to the
   start slice or another anchor, instead of only away from it.
@@ -67,6 +72,10 @@ import numpy as np
 
 from .errors import LiteMedSAMError
 from .presets import CT_WINDOWS
+
+#: Hounsfield units below which a CT voxel is air (lung, gas, outside the body): the usual
+#: threshold between air-filled tissue (about -1000 to -700) and fat (about -100).
+AIR_HU = -500.0
 
 # What each lever sets on the pipeline it is added to (levers combine: their settings agree)
 LEVER_SETTINGS = {
@@ -95,6 +104,8 @@ LEVER_SETTINGS = {
     "bound": {"bound": True},
     # a 2D start's other slices kept inside its box grown to twice its width and height
     "bound2d": {"bound_2d_scale": 2.0},
+    # on CT the box window's percentiles leave out air (below -500 HU) unless air is most of it
+    "noair": {"window_air_hu": AIR_HU},
 }
 LEVERS = tuple(LEVER_SETTINGS)
 
@@ -172,6 +183,12 @@ class Pipeline:
     # (0: not bounded there); the object's outline moves from slice to slice, a leak into the
     # next structure runs on sideways
     bound_2d_scale: float = 0.0
+    # on CT (a volume mapped with a W/L window) the box window's percentiles are taken over the
+    # voxels at or above this many HU, unless those are under half of the region (an air-filled
+    # object: lung, airway); None: over all voxels. Air around a box (the lung base next to
+    # the spleen, outside the body) otherwise stretches the window down to -1000 HU and
+    # squeezes the soft tissue the box is about into a fraction of the model's 0-255
+    window_air_hu: float | None = None
 
     def carries(self, slice_spacing: float | None, start_2d: bool = False) -> bool:
         """Whether the box pass carries each slice into the next at this slice spacing (mm),
@@ -234,7 +251,8 @@ PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; defa
                  "(test-time flip: each slice also mirrored, logits averaged; twice the time), +meet (a correction "
                  "also re-propagates towards the start slice, over the slices nearer to it), +carryspan (a 2D "
                  "start's carried sweep kept within where the uncarried one ended), +bound2d (a 2D start's other "
-                 "slices kept inside its box grown twice as wide and high)")
+                 "slices kept inside its box grown twice as wide and high), +noair (on CT the box window leaves out "
+                 "air below -500 HU)")
 
 
 def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
@@ -304,6 +322,14 @@ def box_window(region: np.ndarray, percentiles: tuple[float, float]):
 CT_KINDS = (*CT_WINDOWS, "window")  # the volume mappings that are a CT window (W/L)
 
 
+def without_air(region: np.ndarray, air_hu: float = AIR_HU) -> np.ndarray:
+    """The voxels of a CT ``region`` at or above ``air_hu`` (flat), or the whole region where
+    those are fewer than half of it: a box that is mostly air holds an air-filled object."""
+    values = np.asarray(region).ravel()
+    tissue = values[values >= air_hu]
+    return tissue if 2 * tissue.size >= values.size else values
+
+
 def centred_window(region: np.ndarray, width: float):
     """A CT window of ``width`` centred on the median of ``region``'s raw voxels (the object at a
     box's centre), mapped to 0-255; ``None`` for an empty region."""
@@ -350,6 +376,8 @@ def frame_for_box(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int
             # the box itself and a ring as wide as a quarter of it: the object and its surroundings
             region = predictor.raw_region(z0, z1 + 1, max(by0 - my, 0), min(by1 + my + 1, h),
                                           max(bx0 - mx, 0), min(bx1 + mx + 1, w))
+            if pipeline.window_air_hu is not None and volume.kind in CT_KINDS:
+                region = without_air(region, pipeline.window_air_hu)
             mapping = box_window(region, pipeline.window_percentiles)
     if mapping is None and (x0, y0, x1, y1) == (0, 0, w, h):
         return None

@@ -156,3 +156,28 @@ def test_the_centred_lever_windows_ct_boxes_on_their_centre_and_leaves_mr_alone(
     predictor.set_volume(ct + 1000.0, preset="mr")  # not CT: the box's percentiles as before
     mr = frame_for_box(get_pipeline("official+centred"), predictor, box, (0, 2))
     assert mr.mapping.upper == 1300.0 and mr.mapping.lower == 1040.0
+
+
+def test_the_noair_lever_leaves_air_out_of_a_ct_box_window_unless_the_box_is_mostly_air(model):
+    from LiteMedSAMLib.pipeline import frame_for_box, without_air
+    from LiteMedSAMLib.predictor import VolumePredictor
+
+    values = np.array([-1000.0] * 3 + [-100.0, 40.0, 60.0])
+    assert sorted(without_air(values)) == [-100.0, 40.0, 60.0]
+    mostly_air = np.array([-1000.0] * 4 + [40.0, 60.0])  # a lung: air is what the box is about
+    assert np.array_equal(without_air(mostly_air), mostly_air)
+
+    ct = np.full((3, 64, 64), -1000.0, np.float32)  # air: outside the body, the lung base
+    ct[:, 16:64, 16:64] = -100.0                    # fat
+    ct[:, 24:40, 24:40] = 50.0                      # an organ
+    predictor = VolumePredictor(model)
+    predictor.set_volume(ct, preset="ct")  # nothing is encoded: the frame needs raw voxels only
+    box = (20, 20, 43, 43)  # its ring reaches the air
+    stretched = frame_for_box(get_pipeline("official+window"), predictor, box, (0, 2))
+    assert stretched.mapping.lower == -1000.0   # the air sets the window's floor
+    tissue = frame_for_box(get_pipeline("official+window+noair"), predictor, box, (0, 2))
+    assert (tissue.mapping.lower, tissue.mapping.upper) == (-100.0, 50.0)
+    assert tissue.mapping.apply(np.array([50.0]))[0] == 255 and tissue.mapping.apply(np.array([-100.0]))[0] == 0
+    predictor.set_volume(ct + 1000.0, preset="mr")  # not CT: the region's percentiles as before
+    mr = frame_for_box(get_pipeline("official+window+noair"), predictor, box, (0, 2))
+    assert mr.mapping.lower == 0.0
