@@ -105,7 +105,7 @@ LEVER_SETTINGS = {
     # a 2D start's other slices kept inside its box grown to twice its width and height
     "bound2d": {"bound_2d_scale": 2.0},
     # on CT the box window's percentiles leave out air (below -500 HU) unless air is most of it
-    "noair": {"window_air_hu": AIR_HU},
+    "noair": {"window": True, "window_air_hu": AIR_HU},
 }
 LEVERS = tuple(LEVER_SETTINGS)
 

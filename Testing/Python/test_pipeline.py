@@ -175,9 +175,9 @@ def test_the_noair_lever_leaves_air_out_of_a_ct_box_window_unless_the_box_is_mos
     box = (20, 20, 43, 43)  # its ring reaches the air
     stretched = frame_for_box(get_pipeline("official+window"), predictor, box, (0, 2))
     assert stretched.mapping.lower == -1000.0   # the air sets the window's floor
-    tissue = frame_for_box(get_pipeline("official+window+noair"), predictor, box, (0, 2))
+    tissue = frame_for_box(get_pipeline("official+noair"), predictor, box, (0, 2))
     assert (tissue.mapping.lower, tissue.mapping.upper) == (-100.0, 50.0)
     assert tissue.mapping.apply(np.array([50.0]))[0] == 255 and tissue.mapping.apply(np.array([-100.0]))[0] == 0
     predictor.set_volume(ct + 1000.0, preset="mr")  # not CT: the region's percentiles as before
-    mr = frame_for_box(get_pipeline("official+window+noair"), predictor, box, (0, 2))
+    mr = frame_for_box(get_pipeline("official+noair"), predictor, box, (0, 2))
     assert mr.mapping.lower == 0.0
