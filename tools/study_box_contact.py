@@ -111,7 +111,8 @@ def box_contact(mask: np.ndarray, box: Box3D | SliceBox) -> BoxContact:
     shape_yx = mask.shape[1:]
     if isinstance(box, SliceBox):
         judged = [box.z]
-        z0, z1 = box.bounds(nz).z0, box.bounds(nz).z1
+        allowed = box.bounds(nz)
+        z0, z1 = allowed.z0, allowed.z1
     else:
         judged = list(box.z_range)
         z0, z1 = box.z0, box.z1
@@ -263,16 +264,18 @@ def model_beyond(args) -> None:
 
 
 def _table(counts, columns) -> None:
+    """Per dataset and over all: the share of hints in each column (and how many were judged)."""
+    def line(name: str, row) -> str:
+        cells = (f"{np.mean(row[c]):.2f} ({len(row[c])})" if row[c] else "-" for c in columns)
+        return f"{name:24s}" + "".join(f"{cell:>22s}" for cell in cells)
+
     print(f"\n{'dataset':24s}" + "".join(f"{c:>22s}" for c in columns))
     total: dict[str, list[bool]] = defaultdict(list)
     for dataset, row in counts.items():
-        cells = []
         for c in columns:
             total[c].extend(row[c])
-            cells.append(f"{np.mean(row[c]):.2f} ({len(row[c])})" if row[c] else "-")
-        print(f"{dataset:24s}" + "".join(f"{cell:>22s}" for cell in cells))
-    print(f"{'all':24s}" + "".join(f"{(f'{np.mean(total[c]):.2f} ({len(total[c])})' if total[c] else '-'):>22s}"
-                                  for c in columns))
+        print(line(dataset, row))
+    print(line("all", total))
 
 
 def main() -> None:
