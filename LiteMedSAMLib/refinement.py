@@ -88,6 +88,7 @@ from scipy import ndimage
 from .boxes import Box3D, SliceBox, check_box, check_slice_box
 from .edge_cut import edge_cut
 from .errors import LiteMedSAMError, check_cancel
+from .pipeline import CT_KINDS, bone_share
 from .predictor import VolumePredictor
 from .preprocessing import (
     MODEL_INPUT_SIZE,
@@ -241,6 +242,13 @@ class RefinementSession:
         self.predictor, self.window_choice = object_view(self.pipeline, predictor, self.box.box2d,
                                                          window_slices, self.mid)
         self.correction, self.mask_prompt, self.edge_cut = correction, mask_prompt, edge_cut
+        # the pipeline's bone rule (lever boneend): on CT, where the sweep stops, a bony object
+        # ends where its mask holds almost no bone; read on the raw voxels of ``predictor``
+        mapping = getattr(predictor, "mapping", None)
+        self._bone_hu = (self.pipeline.stop_bone_hu if self.stop and self.pipeline.stop_bone_hu is not None
+                         and mapping is not None and mapping.kind in CT_KINDS
+                         and not getattr(predictor, "is_rgb", False) else None)
+        self._raw_source, self._bony = predictor, False
         # the trained decoder is loaded (and converted) once per predictor, here: a missing or
         # corrupt file is an error when the session is made, not at the first click
         # the box pass carries too (pipeline lever "carry", for a model with a click decoder):
@@ -559,9 +567,12 @@ class RefinementSession:
             mask = self._inside_box(mask, self.box.box2d)
         elif self._start_2d and self.pipeline.bound_2d_scale and z != self.mid:
             mask = self._inside_box(mask, self._scaled_box2d(self.pipeline.bound_2d_scale))
+        if z == self.mid and self._bone_hu is not None:
+            self._bony = self._bone_share(z, mask) >= self.pipeline.stop_bone_start
         if self.stop and z != self.mid:
             neighbour = self.slice_mask(source)
-            if object_ended(mask, neighbour, self.pipeline):
+            if object_ended(mask, neighbour, self.pipeline) or (
+                    self._bony and self._bone_share(z, mask) < self.pipeline.stop_bone_floor):
                 mask = np.zeros_like(mask)
             elif carried_in is not None and self.pipeline.carry_stop_check:
                 # a carried mask prompt keeps the shape going past the object's end: the sweep
@@ -572,6 +583,11 @@ class RefinementSession:
         hands_on = carried_in is not None or (z == self.mid and self._carry_box_pass)
         carried = pred.low_res_logits if hands_on and mask.any() else None
         return self._set(z, mask, box=box, chain=None, carried=carried, source=None if z == self.mid else source)
+
+    def _bone_share(self, z: int, mask: np.ndarray) -> float:
+        """The share of slice ``z``'s mask at or above the bone rule's HU (lever boneend)."""
+        _, h, w = self._raw_source.shape
+        return bone_share(self._raw_source.raw_region(z, z + 1, 0, h, 0, w)[0], mask, self._bone_hu)
 
     def _scaled_box2d(self, scale: float) -> tuple[int, int, int, int]:
         """The user's in-slice box scaled about its centre by ``scale``, clipped to the slice."""

@@ -181,3 +181,43 @@ def test_the_noair_lever_leaves_air_out_of_a_ct_box_window_unless_the_box_is_mos
     predictor.set_volume(ct + 1000.0, preset="mr")  # not CT: the region's percentiles as before
     mr = frame_for_box(get_pipeline("official+noair"), predictor, box, (0, 2))
     assert mr.mapping.lower == 0.0
+
+
+def test_the_bone_rule_ends_a_bony_objects_2d_sweep_at_the_disc(model):
+    """Lever ``boneend``, in the default: on CT a 2D start on a bone (a quarter or more of its
+    start mask at or above 150 HU) ends where the mask holds almost no bone: a "vertebra" of
+    three slices, a "disc" of the same shape in soft tissue, then the next "vertebra". Without
+    the rule the sweep runs on through the disc; on MR, from a soft-tissue object, or from a 3D
+    box (which the default does not stop) nothing changes."""
+    from dataclasses import replace
+
+    from LiteMedSAMLib.boxes import Box3D, SliceBox
+    from LiteMedSAMLib.pipeline import BONE_HU, bone_share
+    from LiteMedSAMLib.predictor import VolumePredictor
+    from LiteMedSAMLib.refinement import RefinementSession
+
+    assert bone_share(np.array([[100.0, 200.0], [150.0, -50.0]]), np.array([[1, 1], [1, 0]])) == 2 / 3
+    assert bone_share(np.zeros((2, 2)), np.zeros((2, 2))) == 0.0
+    assert DEFAULT.stop_bone_hu == BONE_HU == get_pipeline("official+boneend").stop_bone_hu
+    assert not get_pipeline("official+boneend").is_official
+    ct = np.full((7, 96, 96), -100.0, np.float32)  # fat
+    ct[:, 28:68, 28:68] = 600.0                     # vertebrae ...
+    ct[3, 28:68, 28:68] = 90.0                      # ... and the disc between them
+    start = SliceBox(1, 26, 26, 69, 69)
+    predictor = VolumePredictor(model)
+    predictor.set_volume(ct, preset="ct")
+    without = replace(DEFAULT, stop_bone_hu=None)
+    plain = RefinementSession(predictor, start, pipeline=without).run()
+    assert plain[4:].any() and plain[3].any()  # the sweep ran through the disc
+    ended = RefinementSession(predictor, start, pipeline=DEFAULT).run()
+    assert not ended[3:].any()
+    np.testing.assert_array_equal(ended[:3], plain[:3])
+    assert all(ended[z].sum() > 800 for z in range(3))  # the vertebra itself is kept
+    soft = RefinementSession(predictor, start, pipeline=replace(DEFAULT, stop_bone_hu=1000.0)).run()
+    np.testing.assert_array_equal(soft, plain)  # no bone at its start: no bone rule
+    box = Box3D(26, 26, 0, 69, 69, 6)
+    np.testing.assert_array_equal(RefinementSession(predictor, box, pipeline=DEFAULT).run(),
+                                  RefinementSession(predictor, box, pipeline=without).run())
+    predictor.set_volume(ct + 1000.0, preset="mr")  # not CT: no bone rule
+    mr_plain = RefinementSession(predictor, start, pipeline=without).run()
+    np.testing.assert_array_equal(RefinementSession(predictor, start, pipeline=DEFAULT).run(), mr_plain)
