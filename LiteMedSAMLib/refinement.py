@@ -243,12 +243,13 @@ class RefinementSession:
                                                          window_slices, self.mid)
         self.correction, self.mask_prompt, self.edge_cut = correction, mask_prompt, edge_cut
         # the pipeline's bone rule (lever boneend): on CT, where the sweep stops, a bony object
-        # ends where its mask holds almost no bone; read on the raw voxels of ``predictor``
+        # ends where its mask holds almost no bone (read on the raw voxels, which every view
+        # of the predictor reads through to its volume)
         mapping = getattr(predictor, "mapping", None)
         self._bone_hu = (self.pipeline.stop_bone_hu if self.stop and self.pipeline.stop_bone_hu is not None
                          and mapping is not None and mapping.kind in CT_KINDS
                          and not getattr(predictor, "is_rgb", False) else None)
-        self._raw_source, self._bony = predictor, False
+        self._bony = False
         # the trained decoder is loaded (and converted) once per predictor, here: a missing or
         # corrupt file is an error when the session is made, not at the first click
         # the box pass carries too (pipeline lever "carry", for a model with a click decoder):
@@ -586,8 +587,8 @@ class RefinementSession:
 
     def _bone_share(self, z: int, mask: np.ndarray) -> float:
         """The share of slice ``z``'s mask at or above the bone rule's HU (lever boneend)."""
-        _, h, w = self._raw_source.shape
-        return bone_share(self._raw_source.raw_region(z, z + 1, 0, h, 0, w)[0], mask, self._bone_hu)
+        _, h, w = self.predictor.shape
+        return bone_share(self.predictor.raw_region(z, z + 1, 0, h, 0, w)[0], mask, self._bone_hu)
 
     def _scaled_box2d(self, scale: float) -> tuple[int, int, int, int]:
         """The user's in-slice box scaled about its centre by ``scale``, clipped to the slice."""
