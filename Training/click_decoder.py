@@ -441,12 +441,36 @@ def hash_name(name: str) -> int:
     return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
 
 
-def near_mask(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def big_error(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``mask`` with a large part missed or leaked, as a propagated slice has it where the sweep
+    lost a lobe or ran into a neighbour: half the time the part of the mask beyond a random line
+    (25-60% of it) is cut off, else the mask grows by 6-20 pixels on one side of a line through
+    its centre."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 20:
+        return mask
+    theta = rng.uniform(0, 2 * np.pi)
+    direction = np.array([np.cos(theta), np.sin(theta)])
+    yy, xx = np.mgrid[:mask.shape[0], :mask.shape[1]]
+    along = xx * direction[0] + yy * direction[1]
+    if rng.random() < 0.5:
+        cut = np.quantile(along[mask], rng.uniform(0.4, 0.75))
+        changed = mask & (along <= cut)
+    else:
+        centre = along[mask].mean()
+        changed = mask | (grown(mask, int(rng.integers(6, 21))) & (along > centre))
+    return changed if changed.any() else mask
+
+
+def near_mask(gt: np.ndarray, rng: np.random.Generator, big_p: float = 0.0) -> np.ndarray:
     """A mask that is nearly the reference, as a propagated or carried slice is when the user
     clicks on it: ``gt`` eroded or dilated by up to 3 pixels, then (60%) one or two disks of
     3-12 pixels centred on its border added or cut out (a missed lobe, a leak). Its errors are
-    thin rims and local bumps, the kind the click protocol finds on a 3D sweep's slices."""
+    thin rims and local bumps, the kind the click protocol finds on a 3D sweep's slices; with
+    probability ``big_p`` a large part is then missed or leaked as well (:func:`big_error`)."""
     mask = grown(gt.astype(bool), int(rng.integers(-3, 4)))
+    if big_p and rng.random() < big_p:
+        mask = big_error(mask, rng)
     if rng.random() < 0.6:
         border = mask & ~ndimage.binary_erosion(mask)
         ys, xs = np.nonzero(border)
@@ -462,17 +486,24 @@ def near_mask(gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def simulate(pe, md, official, emb, gt: np.ndarray, rounds: int, rng: np.random.Generator,
-             scribble_p: float = 0.25, jitter: float = 0.3, grad_rounds: int = 1, near_p: float = 0.0):
+             scribble_p: float = 0.25, jitter: float = 0.3, grad_rounds: int = 1, near_p: float = 0.0,
+             big_p: float = 0.0, mask_box_p: float = 0.0):
     """One interactive sample: round 0 the box through the official decoder (with probability
     ``near_p`` instead a nearly right mask, :func:`near_mask`, as logits of +/-8: the state of a
     propagated slice the user clicks on), then ``rounds`` corrections through the trained one;
     returns the list of (logits, iou, clicked) per graded round, where ``clicked`` is the union
     of the error regions the clicks so far pointed at (each taken when it was clicked: what
     :func:`click_region_loss` grades), the ground truth tensor and the DSC after each round
-    (0 = box)."""
+    (0 = box). A nearly right start (``big_p``: with a large error, :func:`near_mask`) is
+    prompted, with probability ``mask_box_p``, with its own propagation box instead of one around
+    the reference, as the library prompts a propagated slice (the box of its neighbour's mask):
+    what the start missed then lies outside the box, where only the clicks say it belongs."""
     box = jittered_box(gt, rng)
     if near_p and rng.random() < near_p:
-        logits = as_logits(near_mask(gt, rng))
+        start = near_mask(gt, rng, big_p)
+        logits = as_logits(start)
+        own = model_box(start) if mask_box_p and rng.random() < mask_box_p else None
+        box = box if own is None else np.asarray(own, dtype=np.float64)
     else:
         with torch.no_grad():
             logits, _ = decode(official[0], official[1], emb, box, None, None, None)
@@ -704,7 +735,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             emb, gt = frames.sample(frames.train, rng)
             rounds = int(rng.choice(np.arange(1, len(ROUND_WEIGHTS) + 1), p=ROUND_WEIGHTS))
             outputs, gt_t, d = simulate(pe, md, official, emb, gt, rounds, rng, grad_rounds=args.grad_rounds,
-                                        near_p=args.near_start)
+                                        near_p=args.near_start, big_p=args.big_error,
+                                        mask_box_p=args.mask_box)
             if not outputs:
                 continue
             loss = sum(seg_loss(lg, gt_t) for lg, _, _ in outputs) / len(outputs)
@@ -969,6 +1001,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--near-start", type=float, default=0.0,
                    help="share of correction samples that start from a nearly right mask (near_mask) instead "
                         "of the box's result: clicks on thin rims and bumps, as on a propagated slice")
+    t.add_argument("--big-error", type=float, default=0.0,
+                   help="share of the nearly right starts (--near-start) that also miss or leak a large part")
+    t.add_argument("--mask-box", type=float, default=0.0,
+                   help="share of the nearly right starts prompted with their own propagation box, not the "
+                        "reference's (as the library prompts a propagated slice)")
     t.add_argument("--propagation", type=float, default=0.5,
                    help="share of samples that are propagation runs, when the cache has them")
     t.set_defaults(func=cmd_train)

@@ -72,6 +72,41 @@ def test_near_start_masks_are_nearly_the_reference_with_rim_and_bump_errors(mode
     assert d[0] == pytest.approx(tc.dsc(tc.near_mask(gt, replay), gt)) and d[0] < 1
 
 
+def test_big_errors_miss_or_leak_a_large_part_and_mask_boxes_leave_a_miss_outside_the_box(model, monkeypatch):
+    rng = np.random.default_rng(6)
+    gt = _disk((256, 256), (128, 128), 40)
+    masks = [tc.big_error(gt, rng) for _ in range(40)]
+    missed = [m for m in masks if not (m & ~gt).any()]
+    leaked = [m for m in masks if not (gt & ~m).any()]
+    assert missed and leaked and len(missed) + len(leaked) == len(masks)
+    assert all(0.2 < (gt & ~m).sum() / gt.sum() < 0.65 for m in missed)  # a lobe cut off
+    assert all((m & ~gt).sum() > 0.1 * gt.sum() for m in leaked)        # a neighbour taken in
+    # a missed part lies outside the cut mask's own propagation box (what the library prompts a
+    # propagated slice with), so only the clicks can say it belongs
+    for m in missed:
+        x0, y0, x1, y1 = tc.model_box(m)
+        assert gt.sum() > gt[int(y0):int(y1) + 1, int(x0):int(x1) + 1].sum()
+    # simulate prompts such a start with its own box when mask_box_p says so, else with the reference's
+    official = (model.prompt_encoder.eval(), model.mask_decoder.eval())
+    emb = torch.zeros(1, 256, 64, 64)
+    boxes = []
+    decode = tc.decode
+    monkeypatch.setattr(tc, "decode",
+                        lambda pe, md, e, box, *a: boxes.append(np.asarray(box)) or decode(pe, md, e, box, *a))
+    monkeypatch.setattr(tc, "largest_error_click", lambda pred, ref, rng=None, jitter=0.0: (128, 128, False))
+    for mask_box_p in (1.0, 0.0):
+        boxes.clear()
+        with torch.no_grad():
+            tc.simulate(*official, official, emb, gt, 1, np.random.default_rng(8), near_p=1.0, big_p=1.0,
+                        mask_box_p=mask_box_p)
+        replay = np.random.default_rng(8)
+        reference_box = tc.jittered_box(gt, replay)
+        replay.random()
+        start = tc.near_mask(gt, replay, 1.0)
+        expected = tc.model_box(start) if mask_box_p else reference_box
+        assert len(boxes) == 1 and np.array_equal(boxes[0], expected)
+
+
 def test_click_region_loss_grades_the_clicked_error_regions_alone(model):
     gt = _disk((256, 256), (128, 128), 40)
     logits = torch.full((1, 1, 256, 256), -8.0)
