@@ -446,8 +446,7 @@ def big_error(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     lost a lobe or ran into a neighbour: half the time the part of the mask beyond a random line
     (25-60% of it) is cut off, else the mask grows by 6-20 pixels on one side of a line through
     its centre."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) < 20:
+    if np.count_nonzero(mask) < 20:
         return mask
     theta = rng.uniform(0, 2 * np.pi)
     direction = np.array([np.cos(theta), np.sin(theta)])
