@@ -46,7 +46,12 @@ local edit of the slice's current mask:
 6. a negative prompt also takes away the part of the mask around it that the slice's own
    edges separate from the rest (a watershed on the gradient, within a few times the mask's
    depth at the prompt: :mod:`~LiteMedSAMLib.edge_cut`): on a nearly right slice the model's
-   outputs seldom leave a leak out, the image's border between object and neighbour does.
+   outputs seldom leave a leak out, the image's border between object and neighbour does;
+7. a prompt always changes its own pixel: where none of the above puts the prompt on its side
+   of the mask (no candidate follows it and the halving or the edges leave it where it was), a
+   disc around it is added or taken out (:func:`_disc_at_prompt`). Without this a click could
+   change nothing, and the user (or the click protocol) clicks the same pixel again to the same
+   effect: measured on the click protocol's train split, 24 of 80 clicks changed nothing.
 
 Nothing away from the prompt changes, so a correction cannot undo earlier work elsewhere on
 the slice (the edit starts from the mask shown on the slice, also where propagation carried it
@@ -660,6 +665,17 @@ class RefinementSession:
         """The slice's mask after the last prompt of ``chain`` (see the module docstring)."""
         if self.correction == "trained":
             return self._correct_trained(z, chain)
+        edited = self._edit(z, chain)
+        prompt = chain.prompts[-1]
+        if self.correction == "replace" or _follows(edited > 0, prompt):  # "replace": SAM's, as is
+            return edited
+        box = chain.box
+        quarter = min(box[2] - box[0], box[3] - box[1]) * self.predictor.pixels_per_model_unit / 4
+        return _disc_at_prompt(edited > 0, chain.masks[-1] > 0, prompt, quarter).astype(np.uint8)
+
+    def _edit(self, z: int, chain: _Chain) -> np.ndarray:
+        """The edit of the slice's mask by the last prompt of ``chain``, rules 1-6 of the
+        module docstring (``correction`` ``"edit"``, ``"trained-edit"`` or ``"replace"``)."""
         prompt, current = chain.prompts[-1], chain.masks[-1]
         coords, labels, scribble_mask = [], [], None
         for p in chain.prompts:
@@ -854,6 +870,33 @@ def _at_most_half(removed: np.ndarray, current: np.ndarray, prompt: Prompt) -> n
     to_kept = ndimage.distance_transform_edt(~(current & ~removed)) if np.any(current & ~removed) else np.inf
     radius = ndimage.distance_transform_edt(current)[prompt.pixels[:, 1], prompt.pixels[:, 0]].max()
     return removed & (to_prompt <= np.maximum(radius, 1)) & (to_prompt <= to_kept)
+
+
+def _follows(mask: np.ndarray, prompt: Prompt) -> bool:
+    """Whether most of ``prompt``'s pixels lie inside ``mask`` (positive) or outside it."""
+    return bool((mask[prompt.pixels[:, 1], prompt.pixels[:, 0]].mean() > 0.5) == prompt.positive)
+
+
+def _disc_at_prompt(mask: np.ndarray, current: np.ndarray, prompt: Prompt, most: float) -> np.ndarray:
+    """``mask`` with the pixels around ``prompt`` set as it says, when no model output followed it.
+
+    The pixels nearer to the prompt than its distance to the slice's mask ``current`` (a
+    positive prompt: the disc reaches the mask's edge, so the missed part it fills joins the
+    object; at most ``most`` pixels, and ``most`` where the slice has no mask) or to the
+    background (a negative prompt: the disc stays inside the mask part it removes from), and
+    at least the prompt's own pixels. A click at the middle of an error region, as users and
+    the click protocol place them, is that far from the region's edge at most, so the disc
+    stays inside the region on that side.
+    """
+    seeds = np.zeros(current.shape, dtype=bool)
+    seeds[prompt.pixels[:, 1], prompt.pixels[:, 0]] = True
+    if prompt.positive:
+        to_mask = ndimage.distance_transform_edt(~current) if current.any() else None
+        radius = most if to_mask is None else min(most, to_mask[prompt.pixels[:, 1], prompt.pixels[:, 0]].max())
+    else:
+        radius = ndimage.distance_transform_edt(current)[prompt.pixels[:, 1], prompt.pixels[:, 0]].max()
+    disc = ndimage.distance_transform_edt(~seeds) <= max(radius, 1.0)
+    return mask | disc if prompt.positive else mask & ~disc
 
 
 def _first_agreeing(candidates, prompt: Prompt, want_inside: bool | None = None) -> np.ndarray | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from LiteMedSAMLib.boxes import Box3D
 from LiteMedSAMLib.errors import LiteMedSAMError
@@ -201,6 +202,62 @@ def test_a_negative_edit_trims_instead_of_erasing():
     small = np.zeros_like(current)
     small[5:35, 5:12] = True                              # a strip: under half, kept as is
     assert np.array_equal(_at_most_half(small, current, prompt), small)
+
+
+def test_a_prompt_no_output_follows_sets_a_disc_around_it():
+    from LiteMedSAMLib.refinement import _disc_at_prompt
+
+    current = np.zeros((60, 60), bool)
+    current[20:40, 10:30] = True
+    near = Prompt(np.array([[35, 30]]), True)             # 6 pixels right of the mask's edge (x = 29)
+    added = _disc_at_prompt(current, current, near, most=20.0) & ~current
+    assert added[30, 35] and added[30, 30] and added[30, 41] and not added[30, 42]  # radius 6
+    assert not added[30, 50] and not added[45, 35]         # nothing beyond the disc
+    capped = _disc_at_prompt(current, current, near, most=3.0) & ~current
+    assert capped[30, 38] and not capped[30, 39]           # at most ``most``
+    empty = np.zeros_like(current)
+    on_empty = _disc_at_prompt(empty, empty, near, most=4.0)
+    assert on_empty.sum() == np.count_nonzero(np.hypot(*np.mgrid[-4:5, -4:5]) <= 4)
+    inside = Prompt(np.array([[13, 30]]), False)          # 4 pixels from the background (x = 9)
+    cut = _disc_at_prompt(current, current, inside, most=1.0)
+    assert not cut[30, 13] and not cut[30, 10] and cut[30, 18] and cut[22, 13]
+    yy, xx = np.mgrid[:60, :60]
+    assert np.array_equal(current & ~cut, current & (np.hypot(yy - 30, xx - 13) <= 4))  # radius 4, from the mask only
+
+
+@pytest.mark.parametrize("positive", [True, False])
+def test_a_click_always_changes_its_own_pixel(case, positive):
+    """Where the edit's rules leave the clicked pixel as it was (here: an edit that changes
+    nothing, as when no candidate follows and the halving keeps the mask), the disc around it
+    is set: the user never clicks to no effect. ``replace`` stays SAM's re-prompt as it is."""
+    predictor, _, box = case
+
+    class Unmoved(RefinementSession):
+        def _edit(self, z, chain):
+            return chain.masks[-1].copy()
+
+    session = Unmoved(predictor, box, correction="edit", pipeline="official")
+    session.run()
+    z = session.mid
+    before = session.mask[z].astype(bool)
+    depth = ndimage.distance_transform_edt(before)
+    if positive:  # a background pixel 5 pixels right of the mask, on its middle row
+        y = int(np.median(np.nonzero(before)[0]))
+        x = int(np.nonzero(before[y])[0].max()) + 5
+    else:         # the mask pixel farthest from the background
+        y, x = np.unravel_index(np.argmax(depth), depth.shape)
+    session.add_point(z, x, y, positive=positive)
+    after = session.mask[z].astype(bool)
+    assert after[y, x] == positive
+    changed = after ^ before
+    assert np.all(after >= before) if positive else np.all(after <= before)
+    cy, cx = np.nonzero(changed)
+    radius = 5 if positive else depth[y, x]
+    assert np.hypot(cy - y, cx - x).max() <= radius + 1e-9
+    plain = Unmoved(predictor, box, correction="replace", pipeline="official")
+    plain.run()
+    plain.add_point(z, x, y, positive=positive)
+    assert np.array_equal(plain.mask[z], before)  # the re-prompt (here: unmoved) is left as it is
 
 
 def test_scribble_as_mask_prompt(case):
