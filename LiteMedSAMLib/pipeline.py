@@ -55,6 +55,10 @@ measurements can be rerun:
 - ``noair``: on CT the box window's percentiles leave out air (:func:`without_air`), which
   otherwise stretches the window of an organ next to the lung or the body's edge down to -1000
   HU: the train split's pancreas lost (it segments better in that wide window);
+- ``drift``: where the sweep stops (2D starts), it ends where the mask's mean raw intensity
+  drifts more than 2 standard deviations (the start slice mask's) from the start slice's
+  (:func:`intensity_drift`): a mask sliding onto a neighbour of another brightness ends there,
+  but so does an MR vessel whose brightness changes with the flow;
 - ``meet``: corrections only (:class:`~LiteMedSAMLib.refinement.RefinementSession`): a corrected
   slice is re-propagated towards the start slice too, over the slices nearer to it than to the
   start slice or another anchor, instead of only away from it.
@@ -114,6 +118,9 @@ LEVER_SETTINGS = {
     # on CT a bony object's sweep (2D starts; 3D boxes with the stop rule) ends where its mask
     # holds almost no bone: the disc between two vertebrae
     "boneend": {"stop_bone_hu": BONE_HU},
+    # where the sweep stops, it ends where the mask's mean intensity drifts 2 standard deviations
+    # (the start slice mask's) from the start slice's
+    "drift": {"stop_drift": 2.0},
 }
 LEVERS = tuple(LEVER_SETTINGS)
 
@@ -204,6 +211,11 @@ class Pipeline:
     stop_bone_hu: float | None = None
     stop_bone_start: float = 0.25
     stop_bone_floor: float = 0.1
+    # where the stop rule applies: the sweep ends at the first slice whose mask's mean raw
+    # intensity is more than this many standard deviations (of the start slice's mask) away
+    # from the start slice mask's mean: the mask slid onto a neighbour of another brightness
+    # (intensity_drift); 0: off
+    stop_drift: float = 0.0
 
     def carries(self, slice_spacing: float | None, start_2d: bool = False) -> bool:
         """Whether the box pass carries each slice into the next at this slice spacing (mm),
@@ -218,7 +230,8 @@ class Pipeline:
     def is_official(self) -> bool:
         """True when nothing is added: masks identical to the official script."""
         return not (self.window or self.crop or self.stop or self.carry or self.box_margin or self.flip
-                    or self.crop_choice or self.bound or self.bound_2d_scale or self.stop_bone_hu is not None)
+                    or self.crop_choice or self.bound or self.bound_2d_scale or self.stop_bone_hu is not None
+                    or self.stop_drift)
 
 
 OFFICIAL = Pipeline("official")
@@ -274,7 +287,8 @@ PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; defa
                  "also re-propagates towards the start slice, over the slices nearer to it), +carryspan (a 2D "
                  "start's carried sweep kept within where the uncarried one ended), +bound2d (a 2D start's other "
                  "slices kept inside its box grown twice as wide and high), +noair (on CT the box window leaves out "
-                 "air below -500 HU)")
+                 "air below -500 HU), +drift (a 2D start's sweep ends where the mask's mean intensity drifts 2 "
+                 "standard deviations from the start slice's)")
 
 
 def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
@@ -357,6 +371,26 @@ def bone_share(raw_slice: np.ndarray, mask: np.ndarray, bone_hu: float = BONE_HU
     above ``bone_hu``; 0 for an empty mask."""
     values = np.asarray(raw_slice)[np.asarray(mask) > 0]
     return float(np.count_nonzero(values >= bone_hu) / values.size) if values.size else 0.0
+
+
+def intensity_drift(raw_slice: np.ndarray, mask: np.ndarray, reference: tuple[float, float]) -> float:
+    """How far the mean raw value under ``mask`` on ``raw_slice`` lies from ``reference``'s mean,
+    in ``reference``'s standard deviations (``reference``: :func:`intensity_reference` of the
+    start slice); 0 for an empty mask."""
+    values = np.asarray(raw_slice, dtype=np.float64)[np.asarray(mask) > 0]
+    if not values.size:
+        return 0.0
+    mean, std = reference
+    return float(abs(values.mean() - mean) / std)
+
+
+def intensity_reference(raw_slice: np.ndarray, mask: np.ndarray) -> tuple[float, float] | None:
+    """The mean and standard deviation of the raw values under ``mask`` (a start slice's), or
+    ``None`` where the mask is empty or uniform (nothing to measure a drift against)."""
+    values = np.asarray(raw_slice, dtype=np.float64)[np.asarray(mask) > 0]
+    if not values.size or not values.std() > 0:
+        return None
+    return float(values.mean()), float(values.std())
 
 
 def centred_window(region: np.ndarray, width: float):

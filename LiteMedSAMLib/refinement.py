@@ -93,7 +93,7 @@ from scipy import ndimage
 from .boxes import Box3D, SliceBox, check_box, check_slice_box
 from .edge_cut import edge_cut
 from .errors import LiteMedSAMError, check_cancel
-from .pipeline import CT_KINDS, bone_share
+from .pipeline import CT_KINDS, bone_share, intensity_drift, intensity_reference
 from .predictor import VolumePredictor
 from .preprocessing import (
     MODEL_INPUT_SIZE,
@@ -255,6 +255,11 @@ class RefinementSession:
                          and mapping is not None and mapping.kind in CT_KINDS
                          and not getattr(predictor, "is_rgb", False) else None)
         self._bony = False
+        # the pipeline's drift rule: where the sweep stops, it ends where the mask's mean raw
+        # intensity drifts from the start slice's (the reference is taken there)
+        self._drift = (self.pipeline.stop_drift if self.stop and not getattr(predictor, "is_rgb", False)
+                       else 0.0)
+        self._drift_reference = None
         # the trained decoder is loaded (and converted) once per predictor, here: a missing or
         # corrupt file is an error when the session is made, not at the first click
         # the box pass carries too (pipeline lever "carry", for a model with a click decoder):
@@ -575,10 +580,14 @@ class RefinementSession:
             mask = self._inside_box(mask, self._scaled_box2d(self.pipeline.bound_2d_scale))
         if z == self.mid and self._bone_hu is not None:
             self._bony = self._bone_share(z, mask) >= self.pipeline.stop_bone_start
+        if z == self.mid and self._drift:
+            self._drift_reference = intensity_reference(self._raw_slice(z), mask)
         if self.stop and z != self.mid:
             neighbour = self.slice_mask(source)
             if object_ended(mask, neighbour, self.pipeline) or (
-                    self._bony and self._bone_share(z, mask) < self.pipeline.stop_bone_floor):
+                    self._bony and self._bone_share(z, mask) < self.pipeline.stop_bone_floor) or (
+                    self._drift_reference is not None
+                    and intensity_drift(self._raw_slice(z), mask, self._drift_reference) > self._drift):
                 mask = np.zeros_like(mask)
             elif carried_in is not None and self.pipeline.carry_stop_check:
                 # a carried mask prompt keeps the shape going past the object's end: the sweep
@@ -590,10 +599,14 @@ class RefinementSession:
         carried = pred.low_res_logits if hands_on and mask.any() else None
         return self._set(z, mask, box=box, chain=None, carried=carried, source=None if z == self.mid else source)
 
+    def _raw_slice(self, z: int) -> np.ndarray:
+        """Slice ``z``'s raw voxels (every view of the predictor reads through to its volume)."""
+        _, h, w = self.predictor.shape
+        return self.predictor.raw_region(z, z + 1, 0, h, 0, w)[0]
+
     def _bone_share(self, z: int, mask: np.ndarray) -> float:
         """The share of slice ``z``'s mask at or above the bone rule's HU (lever boneend)."""
-        _, h, w = self.predictor.shape
-        return bone_share(self.predictor.raw_region(z, z + 1, 0, h, 0, w)[0], mask, self._bone_hu)
+        return bone_share(self._raw_slice(z), mask, self._bone_hu)
 
     def _scaled_box2d(self, scale: float) -> tuple[int, int, int, int]:
         """The user's in-slice box scaled about its centre by ``scale``, clipped to the slice."""

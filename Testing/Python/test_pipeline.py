@@ -183,6 +183,48 @@ def test_the_noair_lever_leaves_air_out_of_a_ct_box_window_unless_the_box_is_mos
     assert mr.mapping.lower == 0.0
 
 
+def test_the_drift_rule_ends_a_2d_sweep_where_the_mask_slides_onto_another_brightness(model):
+    """Lever ``drift``: where the sweep stops (2D starts), it ends at the first slice whose
+    mask's mean raw value is more than ``stop_drift`` standard deviations (of the start slice's
+    mask) from the start slice's: an "object" of three slices, then a neighbour of the same
+    shape and another brightness, which the sweep otherwise runs on into. From a 3D box (which
+    the default does not stop) nothing changes."""
+    from dataclasses import replace
+
+    from LiteMedSAMLib.boxes import Box3D, SliceBox
+    from LiteMedSAMLib.pipeline import intensity_drift, intensity_reference
+    from LiteMedSAMLib.predictor import VolumePredictor
+    from LiteMedSAMLib.refinement import RefinementSession
+
+    raw, mask = np.array([[10.0, 14.0], [12.0, 0.0]]), np.array([[1, 1], [1, 0]])
+    reference = intensity_reference(raw, mask)
+    assert reference == pytest.approx((12.0, np.std([10.0, 14.0, 12.0])))
+    assert intensity_drift(raw + 2 * reference[1], mask, reference) == pytest.approx(2.0)
+    assert intensity_drift(raw, np.zeros((2, 2)), reference) == 0.0
+    assert intensity_reference(np.full((2, 2), 5.0), mask) is None  # uniform: nothing to measure against
+    assert get_pipeline("default+drift").stop_drift == 2.0 and DEFAULT.stop_drift == 0.0
+    assert not get_pipeline("official+drift").is_official
+    texture = 20.0 * (np.indices((96, 96)).sum(axis=0) % 2)      # a fine checkerboard: a std of 10
+    volume = np.repeat((100.0 + texture)[None], 7, axis=0).astype(np.float32)
+    volume[:, 28:68, 28:68] += 500.0                               # the object ...
+    volume[3:, 28:68, 28:68] -= 250.0                              # ... and a dimmer neighbour above
+    start = SliceBox(1, 26, 26, 69, 69)
+    predictor = VolumePredictor(model)
+    predictor.set_volume(volume, preset="mr")
+    plain = RefinementSession(predictor, start, pipeline=DEFAULT).run()
+    assert plain[3].any()  # the sweep ran on into the neighbour
+    drift = get_pipeline("default+drift")
+    ended = RefinementSession(predictor, start, pipeline=drift).run()
+    assert not ended[3:].any()
+    np.testing.assert_array_equal(ended[:3], plain[:3])
+    assert all(ended[z].sum() > 800 for z in range(3))  # the object itself is kept
+    loose = RefinementSession(predictor, start, pipeline=replace(drift, stop_drift=100.0)).run()
+    np.testing.assert_array_equal(loose, plain)  # a drift of 25 standard deviations is under 100
+    box = Box3D(26, 26, 0, 69, 69, 6)
+    np.testing.assert_array_equal(RefinementSession(predictor, box, pipeline=drift).run(),
+                                  RefinementSession(predictor, box, pipeline=DEFAULT).run())
+
+
 def test_the_bone_rule_ends_a_bony_objects_2d_sweep_at_the_disc(model):
     """Lever ``boneend``, in the default: on CT a 2D start on a bone (a quarter or more of its
     start mask at or above 150 HU) ends where the mask holds almost no bone: a "vertebra" of
