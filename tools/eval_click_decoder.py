@@ -11,7 +11,7 @@ Per case a few structures are taken, spread over the sizes of its labels (determ
 Prints, per correction, the mean DSC after the box and each click, DSC_AUC / NSD_AUC, the
 clicked slice's time and where the clicks' effect went (voxels made right on the clicked slices
 against a perfect correction of each clicked error region, and on the slices re-propagated from
-them); writes everything to the JSON file.
+them) and how many clicks changed nothing; writes everything to the JSON file.
 """
 
 from __future__ import annotations
@@ -125,6 +125,32 @@ def cases(index: Path | None, split: str = "test") -> list[tuple[str, Path, Path
     return found
 
 
+def summarize(report: dict, corrections: list[str]) -> dict:
+    """Per correction, over every structure of ``report``: the mean DSC / NSD after the box and
+    each click, the mean DSC_AUC / NSD_AUC, the clicked slice's time, the voxels made right
+    (summed over every click: on the clicked slices, on the slices re-propagated from them, and a
+    perfect correction of each error region clicked), and how many clicks left their slice worse
+    or changed no slice at all (the user, like the protocol, would click the same pixel again)."""
+    summary = {}
+    for correction in corrections:
+        rows = [e[correction] for c in report["cases"].values() for e in c["labels"].values()]
+        times = [t for r in rows for t in r["slice_seconds"]]
+        summary[correction] = {
+            "structures": len(rows),
+            "dsc": list(np.mean([r["dsc"] for r in rows], axis=0)),
+            "nsd": list(np.mean([r["nsd"] for r in rows], axis=0)),
+            "dsc_auc": float(np.mean([r["dsc_auc"] for r in rows])),
+            "nsd_auc": float(np.mean([r["nsd_auc"] for r in rows])),
+            "slice_seconds_median": float(np.median(times)) if times else None,
+            "slice_seconds_p90": float(np.percentile(times, 90)) if times else None,
+            **{key: int(sum(sum(r[key]) for r in rows)) for key in ("clicked_gain", "propagated_gain", "local_bound")},
+            "clicks_hurting_their_slice": int(sum(g < 0 for r in rows for g in r["clicked_gain"])),
+            "clicks_changing_nothing": int(sum(n == 0 for r in rows for n in r.get("changed_slices", []))),
+            "clicks": int(sum(len(r["clicked_gain"]) for r in rows)),
+        }
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     import SimpleITK as sitk
 
@@ -186,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 nsds = [s.nsd for s in steps] + [steps[-1].nsd] * (args.clicks + 1 - len(steps))
                 times = [s.slice_seconds for s in steps if s.slice_seconds is not None]
                 gains = {key: [getattr(s, key) for s in steps[1:]]
-                         for key in ("clicked_gain", "propagated_gain", "local_bound")}
+                         for key in ("clicked_gain", "propagated_gain", "local_bound", "changed_slices")}
                 entry[correction] = {"dsc": dscs, "nsd": nsds, "dsc_auc": click_auc(dscs),
                                      "nsd_auc": click_auc(nsds), "slice_seconds": times, **gains}
                 print(f"{name} label {label} {correction}: " + " ".join(f"{d:.3f}" for d in dscs)
@@ -195,30 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
     if args.encode_only:
         return 0
-    summary = {}
-    for correction in args.corrections:
-        rows = [e[correction] for c in report["cases"].values() for e in c["labels"].values()]
-        times = [t for r in rows for t in r["slice_seconds"]]
-        summary[correction] = {
-            "structures": len(rows),
-            "dsc": list(np.mean([r["dsc"] for r in rows], axis=0)),
-            "nsd": list(np.mean([r["nsd"] for r in rows], axis=0)),
-            "dsc_auc": float(np.mean([r["dsc_auc"] for r in rows])),
-            "nsd_auc": float(np.mean([r["nsd_auc"] for r in rows])),
-            "slice_seconds_median": float(np.median(times)) if times else None,
-            "slice_seconds_p90": float(np.percentile(times, 90)) if times else None,
-            # voxels made right, summed over every click: on the clicked slices, on the slices
-            # re-propagated from them, and a perfect correction of each error region clicked
-            **{key: int(sum(sum(r[key]) for r in rows)) for key in ("clicked_gain", "propagated_gain", "local_bound")},
-            "clicks_hurting_their_slice": int(sum(g < 0 for r in rows for g in r["clicked_gain"])),
-            "clicks": int(sum(len(r["clicked_gain"]) for r in rows)),
-        }
-        s = summary[correction]
+    summary = summarize(report, args.corrections)
+    for correction, s in summary.items():
         print(f"{correction:>8}: DSC " + " ".join(f"{d:.4f}" for d in s["dsc"])
               + f" | DSC_AUC {s['dsc_auc']:.3f} NSD_AUC {s['nsd_auc']:.3f} | slice {s['slice_seconds_median']}")
         print(f"{'':>8}  voxels made right: clicked slices {s['clicked_gain']:+d} (a perfect correction of "
               f"each clicked error region: {s['local_bound']:+d}), re-propagated slices {s['propagated_gain']:+d}; "
-              f"{s['clicks_hurting_their_slice']} of {s['clicks']} clicks left their slice worse")
+              f"{s['clicks_hurting_their_slice']} of {s['clicks']} clicks left their slice worse, "
+              f"{s['clicks_changing_nothing']} changed nothing")
     report["summary"] = summary
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1, default=float))

@@ -1,5 +1,5 @@
-"""tools/eval_click_decoder.py's choices (#13): which labels it evaluates, and the box-only
-heuristic baseline's session."""
+"""tools/eval_click_decoder.py's choices (#13): which labels it evaluates, the box-only
+heuristic baseline's session, and its summary over structures."""
 
 from __future__ import annotations
 
@@ -44,3 +44,20 @@ def test_the_box_only_baseline_has_no_click_decoder_anywhere(model):
     assert session.pipeline.window_choice and not session.pipeline.carry
     with pytest.raises(ValueError, match="is the edit correction"):
         tool.box_only_session(predictor, (18, 18, 0, 41, 41, 2), correction="trained-edit")
+
+
+def test_the_summary_counts_clicks_that_hurt_or_changed_nothing():
+    def row(dsc, clicked, changed):
+        return {"dsc": dsc, "nsd": dsc, "dsc_auc": 1.0, "nsd_auc": 2.0, "slice_seconds": [0.1, 0.3],
+                "clicked_gain": clicked, "propagated_gain": [5, 0], "local_bound": [10, 10],
+                "changed_slices": changed}
+
+    report = {"cases": {"a": {"labels": {"1": {"edit": row([0.5, 0.6, 0.7], [4, -2], [3, 0])}}},
+                        "b": {"labels": {"2": {"edit": row([0.7, 0.6, 0.9], [0, 6], [0, 2])}}}}}
+    s = tool.summarize(report, ["edit"])["edit"]
+    assert s["structures"] == 2 and s["dsc"] == pytest.approx([0.6, 0.6, 0.8])
+    assert (s["clicked_gain"], s["propagated_gain"], s["local_bound"]) == (8, 10, 40)
+    assert s["clicks"] == 4 and s["clicks_hurting_their_slice"] == 1 and s["clicks_changing_nothing"] == 2
+    assert s["slice_seconds_median"] == pytest.approx(0.2)
+    del report["cases"]["a"]["labels"]["1"]["edit"]["changed_slices"]  # a report written before the count
+    assert tool.summarize(report, ["edit"])["edit"]["clicks_changing_nothing"] == 1
