@@ -877,17 +877,30 @@ def _at_most_half(removed: np.ndarray, current: np.ndarray, prompt: Prompt) -> n
     around the prompt): one background point should trim a region, not erase the object."""
     if np.count_nonzero(removed) * 2 <= np.count_nonzero(current):
         return removed
-    seeds = np.zeros(current.shape, dtype=bool)
-    seeds[prompt.pixels[:, 1], prompt.pixels[:, 0]] = True
-    to_prompt = ndimage.distance_transform_edt(~seeds)
+    to_prompt = _distance_to_prompt(prompt, current.shape)
     to_kept = ndimage.distance_transform_edt(~(current & ~removed)) if np.any(current & ~removed) else np.inf
-    radius = ndimage.distance_transform_edt(current)[prompt.pixels[:, 1], prompt.pixels[:, 0]].max()
+    radius = _depth_at_prompt(current, prompt)
     return removed & (to_prompt <= np.maximum(radius, 1)) & (to_prompt <= to_kept)
 
 
-def _follows(mask: np.ndarray, prompt: Prompt) -> bool:
-    """Whether most of ``prompt``'s pixels lie inside ``mask`` (positive) or outside it."""
-    return bool((mask[prompt.pixels[:, 1], prompt.pixels[:, 0]].mean() > 0.5) == prompt.positive)
+def _distance_to_prompt(prompt: Prompt, shape_yx: tuple[int, int]) -> np.ndarray:
+    """Each pixel's distance to the nearest of ``prompt``'s pixels."""
+    seeds = np.ones(shape_yx, dtype=bool)
+    seeds[prompt.pixels[:, 1], prompt.pixels[:, 0]] = False
+    return ndimage.distance_transform_edt(seeds)
+
+
+def _depth_at_prompt(mask: np.ndarray, prompt: Prompt) -> float:
+    """How far ``prompt``'s pixels reach into ``mask``: the largest distance from one of them
+    to the nearest pixel outside it (0 where none lies inside)."""
+    return float(ndimage.distance_transform_edt(mask)[prompt.pixels[:, 1], prompt.pixels[:, 0]].max())
+
+
+def _follows(mask: np.ndarray, prompt: Prompt, want_inside: bool | None = None) -> bool:
+    """Whether most of ``prompt``'s pixels lie inside ``mask`` (``want_inside``) or outside it;
+    by default as the prompt says (inside for a positive one)."""
+    want_inside = prompt.positive if want_inside is None else want_inside
+    return bool((mask[prompt.pixels[:, 1], prompt.pixels[:, 0]].mean() > 0.5) == want_inside)
 
 
 def _disc_at_prompt(mask: np.ndarray, current: np.ndarray, prompt: Prompt, most: float) -> np.ndarray:
@@ -901,24 +914,19 @@ def _disc_at_prompt(mask: np.ndarray, current: np.ndarray, prompt: Prompt, most:
     the click protocol place them, is that far from the region's edge at most, so the disc
     stays inside the region on that side.
     """
-    seeds = np.zeros(current.shape, dtype=bool)
-    seeds[prompt.pixels[:, 1], prompt.pixels[:, 0]] = True
     if prompt.positive:
-        to_mask = ndimage.distance_transform_edt(~current) if current.any() else None
-        radius = most if to_mask is None else min(most, to_mask[prompt.pixels[:, 1], prompt.pixels[:, 0]].max())
+        radius = min(most, _depth_at_prompt(~current, prompt)) if current.any() else most
     else:
-        radius = ndimage.distance_transform_edt(current)[prompt.pixels[:, 1], prompt.pixels[:, 0]].max()
-    disc = ndimage.distance_transform_edt(~seeds) <= max(radius, 1.0)
+        radius = _depth_at_prompt(current, prompt)
+    disc = _distance_to_prompt(prompt, current.shape) <= max(radius, 1.0)
     return mask | disc if prompt.positive else mask & ~disc
 
 
 def _first_agreeing(candidates, prompt: Prompt, want_inside: bool | None = None) -> np.ndarray | None:
-    """The first candidate that has most of ``prompt``'s pixels inside (``want_inside``) or
-    outside it; by default as the prompt says (inside for a positive one)."""
-    want_inside = prompt.positive if want_inside is None else want_inside
+    """The first candidate that :func:`_follows` ``prompt`` (has most of its pixels inside, by
+    default as the prompt says, or as ``want_inside`` says)."""
     for candidate in candidates:
-        inside = candidate[prompt.pixels[:, 1], prompt.pixels[:, 0]]
-        if (inside.mean() > 0.5) == want_inside:
+        if _follows(candidate, prompt, want_inside):
             return candidate
     return None
 
