@@ -93,7 +93,7 @@ from scipy import ndimage
 from .boxes import Box3D, SliceBox, check_box, check_slice_box
 from .edge_cut import edge_cut
 from .errors import LiteMedSAMError, check_cancel
-from .pipeline import CT_KINDS, bone_share, intensity_drift, intensity_reference
+from .pipeline import CT_KINDS, bone_share, intensity_drift, intensity_reference, leak_shape
 from .predictor import VolumePredictor
 from .preprocessing import (
     MODEL_INPUT_SIZE,
@@ -259,7 +259,11 @@ class RefinementSession:
         # intensity drifts from the start slice's (the reference is taken there)
         self._drift = (self.pipeline.stop_drift if self.stop and not getattr(predictor, "is_rgb", False)
                        else 0.0)
+        # the pipeline's leak rule: where the sweep stops, it ends where the mask narrowed, then
+        # grew again with another brightness (references taken on the start slice)
+        self._leak = bool(self.stop and self.pipeline.stop_leak_narrowed and not getattr(predictor, "is_rgb", False))
         self._drift_reference = None
+        self._start_area = 0
         # the trained decoder is loaded (and converted) once per predictor, here: a missing or
         # corrupt file is an error when the session is made, not at the first click
         # the box pass carries too (pipeline lever "carry", for a model with a click decoder):
@@ -580,14 +584,16 @@ class RefinementSession:
             mask = self._inside_box(mask, self._scaled_box2d(self.pipeline.bound_2d_scale))
         if z == self.mid and self._bone_hu is not None:
             self._bony = self._bone_share(z, mask) >= self.pipeline.stop_bone_start
-        if z == self.mid and self._drift:
+        if z == self.mid and (self._drift or self._leak):
             self._drift_reference = intensity_reference(self._raw_slice(z), mask)
+            self._start_area = int(np.count_nonzero(mask))
         if self.stop and z != self.mid:
             neighbour = self.slice_mask(source)
             if object_ended(mask, neighbour, self.pipeline) or (
                     self._bony and self._bone_share(z, mask) < self.pipeline.stop_bone_floor) or (
-                    self._drift_reference is not None
-                    and intensity_drift(self._raw_slice(z), mask, self._drift_reference) > self._drift):
+                    self._drift and self._drift_reference is not None
+                    and intensity_drift(self._raw_slice(z), mask, self._drift_reference) > self._drift) or (
+                    self._leaked(z, mask)):
                 mask = np.zeros_like(mask)
             elif carried_in is not None and self.pipeline.carry_stop_check:
                 # a carried mask prompt keeps the shape going past the object's end: the sweep
@@ -603,6 +609,20 @@ class RefinementSession:
         """Slice ``z``'s raw voxels (every view of the predictor reads through to its volume)."""
         _, h, w = self.predictor.shape
         return self.predictor.raw_region(z, z + 1, 0, h, 0, w)[0]
+
+    def _leaked(self, z: int, mask: np.ndarray) -> bool:
+        """The pipeline's leak rule for slice ``z``'s ``mask``: its shape against the narrowest
+        mask between it and the start slice (:func:`~LiteMedSAMLib.pipeline.leak_shape`), then
+        its brightness against the start slice's."""
+        if not self._leak or self._drift_reference is None:
+            return False
+        lo, hi = sorted((self._inward(z), self.mid))
+        between = self._slab[lo - self.box.z0:hi - self.box.z0 + 1]
+        narrowest = int(np.count_nonzero(between, axis=(1, 2)).min())
+        if not leak_shape(int(np.count_nonzero(mask)), narrowest, self._start_area, self.pipeline):
+            return False  # the raw slice need not be read
+        drift = intensity_drift(self._raw_slice(z), mask, self._drift_reference)
+        return drift > self.pipeline.stop_leak_drift
 
     def _bone_share(self, z: int, mask: np.ndarray) -> float:
         """The share of slice ``z``'s mask at or above the bone rule's HU (lever boneend)."""

@@ -225,6 +225,57 @@ def test_the_drift_rule_ends_a_2d_sweep_where_the_mask_slides_onto_another_brigh
                                   RefinementSession(predictor, box, pipeline=DEFAULT).run())
 
 
+def test_the_leak_rule_needs_a_narrowing_a_regrowth_and_another_brightness():
+    """The shape half of lever ``leak``: a mask more than 1.2 times the narrowest between it and
+    the start slice, once that narrowest fell below 0.7 of the start slice's area."""
+    from LiteMedSAMLib.pipeline import leak_shape
+
+    leak = get_pipeline("default+leak")
+    assert (leak.stop_leak_narrowed, leak.stop_leak_regrown, leak.stop_leak_drift) == (0.7, 1.2, 1.0)
+    assert not get_pipeline("official+leak").is_official
+    assert leak_shape(area=500, narrowest=400, start_area=1600, pipeline=leak)      # narrowed, regrown
+    assert not leak_shape(area=480, narrowest=400, start_area=1600, pipeline=leak)  # not past 1.2x
+    assert not leak_shape(area=1500, narrowest=1200, start_area=1600, pipeline=leak)  # never narrowed
+    assert not leak_shape(area=0, narrowest=0, start_area=1600, pipeline=leak)
+    assert not leak_shape(area=500, narrowest=400, start_area=1600, pipeline=DEFAULT)  # off
+
+
+def test_the_leak_rule_ends_a_2d_sweep_that_narrowed_then_grew_into_another_brightness(model):
+    """Lever ``leak``: an "object" 40 pixels across on its first two slices, 26 on the third,
+    under a neighbour 30 across: the sweep ends where the mask grows again with another
+    brightness, not where it only grows (the same brightness: the object widening again). From
+    a 3D box (which the default does not stop) nothing changes."""
+    from LiteMedSAMLib.boxes import Box3D, SliceBox
+    from LiteMedSAMLib.predictor import VolumePredictor
+    from LiteMedSAMLib.refinement import RefinementSession
+
+    def volume(neighbour_gain: float) -> np.ndarray:
+        texture = 20.0 * (np.indices((96, 96)).sum(axis=0) % 2)  # a fine checkerboard: a std of 10
+        v = np.repeat((100.0 + texture)[None], 6, axis=0).astype(np.float32)
+        v[:2, 28:68, 28:68] += 500.0   # the object, 40 x 40 on its first two slices ...
+        v[2, 35:61, 35:61] += 500.0    # ... tapering to 26 x 26 ...
+        v[3:, 33:63, 33:63] += neighbour_gain  # ... under a neighbour 30 x 30
+        return v
+
+    start = SliceBox(1, 26, 26, 69, 69)
+    leak = get_pipeline("default+leak")
+    predictor = VolumePredictor(model)
+    predictor.set_volume(volume(250.0), preset="mr")  # a dimmer neighbour
+    plain = RefinementSession(predictor, start, pipeline=DEFAULT).run()
+    areas = plain.reshape(6, -1).sum(axis=1)
+    assert areas[2] < 0.7 * areas[1] and areas[4] > 1.2 * areas[2:4].min()  # narrowed, then regrown
+    ended = RefinementSession(predictor, start, pipeline=leak).run()
+    assert not ended[4:].any()
+    np.testing.assert_array_equal(ended[:4], plain[:4])  # the slice not yet grown by 1.2x is kept
+    box = Box3D(26, 26, 0, 69, 69, 5)
+    np.testing.assert_array_equal(RefinementSession(predictor, box, pipeline=leak).run(),
+                                  RefinementSession(predictor, box, pipeline=DEFAULT).run())
+    predictor.set_volume(volume(500.0), preset="mr")  # as bright as the object: it widens again
+    same = RefinementSession(predictor, start, pipeline=DEFAULT).run()
+    assert same[4].sum() > 1.2 * same[2].sum()
+    np.testing.assert_array_equal(RefinementSession(predictor, start, pipeline=leak).run(), same)
+
+
 def test_the_bone_rule_ends_a_bony_objects_2d_sweep_at_the_disc(model):
     """Lever ``boneend``, in the default: on CT a 2D start on a bone (a quarter or more of its
     start mask at or above 150 HU) ends where the mask holds almost no bone: a "vertebra" of
