@@ -273,7 +273,8 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
     def show(label: int, step) -> None:
         if not args.quiet and not args.json:
             what = "box" if step.click is None else (
-                f"{'+' if step.click.positive else '-'} click at x={step.click.x} y={step.click.y} z={step.click.z}")
+                f"{'+' if step.click.positive else '-'} {'scribble through' if args.scribbles else 'click at'} "
+                f"x={step.click.x} y={step.click.y} z={step.click.z}")
             print(f"label {label}: {what}: DSC {step.dsc:.4f} NSD {step.nsd:.4f} "
                   f"({step.changed_slices} slices changed)", file=sys.stderr)
 
@@ -284,7 +285,8 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
                                    window=args.window, mode=args.mode, threads=args.threads,
                                    tolerance_mm=args.tolerance, correction=args.correction,
                                    mask_prompt=not args.no_mask_prompt, on_step=show,
-                                   pipeline=args.pipeline, edge_cut=not args.no_edge_cut)
+                                   pipeline=args.pipeline, edge_cut=not args.no_edge_cut,
+                                   scribbles=args.scribbles)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -530,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     clk.add_argument("--no-edge-cut", action="store_true",
                      help="negative clicks of the edit corrections take away only what the model leaves out, "
                           "not also the part the image's edges cut off around them (the edit before 2026-12-06)")
+    clk.add_argument("--scribbles", action="store_true",
+                     help="give each interaction as a stroke through the click, along the error region under "
+                          "it on its slice, instead of the click")
     clk.add_argument("--json", action="store_true", help="print JSON instead of tables")
     model_options(clk)
     pipeline_option(clk)

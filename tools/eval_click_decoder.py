@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                              "structures of a case)")
     parser.add_argument("--no-edge-cut", action="store_true",
                         help="negative clicks without the edge cut (LiteMedSAMLib.edge_cut), as before 2026-12-06")
+    parser.add_argument("--scribbles", action="store_true",
+                        help="each interaction a stroke through the click along its error region (not the click)")
     parser.add_argument("--embedding-cache", type=Path, default=None)
     parser.add_argument("--encode-only", action="store_true", help="only fill the embedding cache")
     parser.add_argument("--threads", type=int, default=None)
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     report = {"clicks": args.clicks, "pipeline": args.pipeline, "split": args.split, "box_rule": args.box_rule,
-              "edge_cut": not args.no_edge_cut, "cases": {}}
+              "edge_cut": not args.no_edge_cut, "scribbles": args.scribbles, "cases": {}}
     predictor = make_predictor("litemedsam", "exact", threads=args.threads)
     if args.embedding_cache is not None:
         predictor.encoder = DiskCachedEncoder(predictor.encoder, args.embedding_cache)
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                                         correction=("trained-edit" if oracle else "edit" if correction == BOX_ONLY
                                                     else correction),
                                         pipeline=args.pipeline, edge_cut=not args.no_edge_cut,
-                                        session_class=session_class)
+                                        session_class=session_class, scribbles=args.scribbles)
                 dscs = [s.dsc for s in steps] + [steps[-1].dsc] * (args.clicks + 1 - len(steps))
                 nsds = [s.nsd for s in steps] + [steps[-1].nsd] * (args.clicks + 1 - len(steps))
                 times = [s.slice_seconds for s in steps if s.slice_seconds is not None]

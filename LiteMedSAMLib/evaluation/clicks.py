@@ -11,6 +11,10 @@ challenge's DSC_AUC / NSD_AUC (area under the score-vs-click curve over the clic
 trapezoid rule with unit spacing: the box step is optional in the challenge, so it is left out).
 
 :func:`evaluate_clicks` runs that protocol on one label with a :class:`RefinementSession`.
+With ``scribbles=True`` each click becomes a stroke instead (:func:`scribble_through`): a
+straight line through the click along the long axis of the error region under it on its slice,
+as far as it stays inside that region; the challenge has no scribble protocol, so this one is
+ours, made the way a user marks an elongated missed part or leak.
 """
 
 from __future__ import annotations
@@ -114,6 +118,32 @@ def local_bound(mask_slice: np.ndarray, gt_slice: np.ndarray, x: int, y: int) ->
     return int(np.count_nonzero(error_region(mask_slice, gt_slice, np.array([[x, y]]))))
 
 
+def scribble_through(region: np.ndarray, x: int, y: int) -> np.ndarray:
+    """A straight stroke through pixel (x, y) of ``region`` (a slice's error region) along its
+    long axis (the principal axis of its pixels), from the click out to both ends as far as the
+    line stays inside the region: ``(N, 2)`` (x, y) pixels in drawing order, (x, y) among them;
+    the click alone where the region has fewer than 3 pixels."""
+    region = np.asarray(region, dtype=bool)
+    ys, xs = np.nonzero(region)
+    if len(xs) < 3 or not region[y, x]:
+        return np.array([[x, y]])
+    cov = np.cov(np.stack([xs, ys]).astype(np.float64))
+    direction = np.linalg.eigh(cov)[1][:, -1]  # the eigenvector of the largest eigenvalue
+    ends = []
+    for sign in (-1.0, 1.0):
+        line = []
+        for step in range(1, region.shape[0] + region.shape[1]):
+            px, py = (int(round(v)) for v in (x + sign * step * direction[0], y + sign * step * direction[1]))
+            if not (0 <= py < region.shape[0] and 0 <= px < region.shape[1]) or not region[py, px]:
+                break
+            line.append([px, py])
+        ends.append(line)
+    pixels = np.array(ends[0][::-1] + [[x, y]] + ends[1], dtype=np.int64)
+    keep = np.ones(len(pixels), dtype=bool)
+    keep[1:] = np.any(pixels[1:] != pixels[:-1], axis=1)
+    return pixels[keep]
+
+
 def click_auc(scores: Sequence[float]) -> float:
     """DSC_AUC / NSD_AUC of the CVPR 2025 challenge from the scores after the box and each click:
     the trapezoid area under the scores of the click steps (``scores[1:]``) against the click
@@ -127,7 +157,8 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
                     correction: str | None = None, mask_prompt: bool = True,
                     on_step: Callable[[ClickStep], None] | None = None, pipeline=None,
                     edge_cut: bool = True,
-                    session_class: type[RefinementSession] = RefinementSession) -> list[ClickStep]:
+                    session_class: type[RefinementSession] = RefinementSession,
+                    scribbles: bool = False) -> list[ClickStep]:
     """Box from ``gt``'s bounding box, then up to ``clicks`` simulated clicks.
 
     Args:
@@ -141,6 +172,8 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
         on_step: called with each :class:`ClickStep` as it is scored.
         session_class: the session that corrects (a subclass measures another correction rule,
             e.g. ``tools/eval_click_decoder.py``'s perfect local correction).
+        scribbles: give each interaction as a stroke through the click (:func:`scribble_through`
+            in the error region under it on its slice) instead of the click.
     Returns:
         ``1 + n`` steps: after the box, then after each click given.
     """
@@ -172,7 +205,12 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
         z = click.z
         session.defer_propagation = True  # as the Slicer module: the clicked slice first
         start = time.perf_counter()
-        changed = session.add_point(z, click.x, click.y, click.positive)
+        if scribbles:
+            region = error_region(mask[z], gt[z], np.array([[click.x, click.y]]))
+            stroke = scribble_through(region, click.x, click.y)
+            changed = session.add_scribble(z, stroke, click.positive)
+        else:
+            changed = session.add_point(z, click.x, click.y, click.positive)
         seconds = time.perf_counter() - start
         clicked = session.slice_mask(z).copy()  # deferred: the clicked slice is all that changed yet
         session.defer_propagation = False
@@ -193,8 +231,10 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
                           window: tuple[float, float] | None = None, mode: str | None = None,
                           threads: int | None = None, tolerance_mm: float = 2.0,
                           correction: str | None = None, mask_prompt: bool = True,
-                          on_step=None, pipeline=None, edge_cut: bool = True) -> dict:
-    """The simulated-click protocol (:mod:`LiteMedSAMLib.clicks`) for each label of ``gt_path``.
+                          on_step=None, pipeline=None, edge_cut: bool = True,
+                          scribbles: bool = False) -> dict:
+    """The simulated-click protocol (:mod:`LiteMedSAMLib.clicks`) for each label of ``gt_path``
+    (``scribbles``: each click given as a stroke through it, :func:`scribble_through`).
 
     Returns a JSON-ready dict: per label the steps (after the box, then each click) with DSC,
     NSD, the click and how many slices changed; ``mean`` holds the mean DSC and NSD per step
@@ -235,7 +275,7 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
     for label in present:
         steps = evaluate_clicks(predictor, gt == label, clicks, spacing, tolerance_mm,
                                 correction=correction, mask_prompt=mask_prompt, pipeline=pipeline,
-                                edge_cut=edge_cut,
+                                edge_cut=edge_cut, scribbles=scribbles,
                                 on_step=None if on_step is None else (lambda s, lab=label: on_step(lab, s)))
         results[str(label)] = [step.as_dict() for step in steps]
     n = clicks + 1
@@ -245,7 +285,7 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
            for i, label in enumerate(results)}
     auc_mean = {f"{key}_auc": float(np.mean([a[f"{key}_auc"] for a in auc.values()])) for key in ("dsc", "nsd")}
     return {"image": str(image_path), "ground_truth": str(gt_path), "clicks": clicks,
-            "correction": correction, "mask_prompt": mask_prompt, "edge_cut": edge_cut,
+            "correction": correction, "mask_prompt": mask_prompt, "edge_cut": edge_cut, "scribbles": scribbles,
             "pipeline": get_pipeline(pipeline).name, "tolerance_mm": tolerance_mm,
             "mode": predictor.mode, "preset": predictor.mapping.kind, "labels": results,
             "mean": {key: [float(np.mean(col)) for col in zip(*rows)] for key, rows in padded.items()},

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from LiteMedSAMLib.cli import main
 from LiteMedSAMLib.errors import LiteMedSAMError
-from LiteMedSAMLib.evaluation.clicks import Click, local_bound, next_click
+from LiteMedSAMLib.evaluation.clicks import Click, local_bound, next_click, scribble_through
 
 
 def test_click_at_centre_of_largest_error_region():
@@ -47,6 +47,23 @@ def test_local_bound_is_the_error_region_under_the_click():
     assert local_bound(pred, gt, 13, 9) == 30
     assert local_bound(pred, gt, 0, 1) == 4
     assert local_bound(pred, gt, 7, 7) == 0  # right there: nothing to correct
+
+
+def test_a_scribble_runs_through_the_click_along_its_error_region_and_stays_inside():
+    region = np.zeros((20, 30), bool)
+    region[8:12, 3:27] = True                 # a strip 24 pixels long, 4 high
+    stroke = scribble_through(region, 15, 10)
+    assert stroke.tolist() == [[x, 10] for x in range(3, 27)]  # end to end along its long axis
+    upright = region.T.copy()                 # the same strip standing up
+    stroke = scribble_through(upright, 10, 15)
+    assert set(stroke[:, 0]) == {10} and (stroke[:, 1].min(), stroke[:, 1].max()) == (3, 26)
+    diagonal = np.eye(12, dtype=bool) | np.eye(12, k=1, dtype=bool)
+    stroke = scribble_through(diagonal, 5, 5)
+    assert diagonal[stroke[:, 1], stroke[:, 0]].all() and len(stroke) >= 10 and [5, 5] in stroke.tolist()
+    assert scribble_through(region, 0, 0).tolist() == [[0, 0]]      # not in the region: the click alone
+    tiny = np.zeros((5, 5), bool)
+    tiny[2, 2] = True
+    assert scribble_through(tiny, 2, 2).tolist() == [[2, 2]]
 
 
 def test_click_shape_mismatch():
@@ -98,6 +115,23 @@ def test_evaluate_clicks_command(small_case, capsys):
     assert all(s["local_bound"] > 0 and isinstance(s["clicked_gain"], int)
                and isinstance(s["propagated_gain"], int) for s in steps[1:])
     assert steps[1]["clicked_gain"] + steps[1]["propagated_gain"] > 0  # the first click helped (dsc rose)
+
+
+def test_evaluate_clicks_with_scribbles(small_case, capsys):
+    """``--scribbles``: each click given as a stroke through it, at the same place; the stroke
+    is another prompt than the click (another result), and it corrects its slice too."""
+    image, label = small_case
+    runs = {}
+    for extra in ([], ["--scribbles"]):
+        assert main(["evaluate-clicks", str(image), str(label), "--clicks", "1", "--preset", "mr",
+                     "--mode", "torch", "--correction", "edit", "--json", "-q", *extra]) == 0
+        runs[bool(extra)] = json.loads(capsys.readouterr().out)
+    clicked, scribbled = runs[False], runs[True]
+    assert scribbled["scribbles"] is True and clicked["scribbles"] is False
+    first = [r["labels"]["2"][1] for r in (clicked, scribbled)]
+    assert first[0]["click"] == first[1]["click"]  # the same place: the stroke runs through the click
+    assert first[1]["dsc"] != first[0]["dsc"]
+    assert first[1]["dsc"] > scribbled["labels"]["2"][0]["dsc"] + 0.05 and first[1]["clicked_gain"] > 100
 
 
 def test_evaluate_clicks_prints_its_table(small_case, capsys):
