@@ -130,7 +130,8 @@ def summarize(report: dict, corrections: list[str]) -> dict:
     each click, the mean DSC_AUC / NSD_AUC, the clicked slice's time, the voxels made right
     (summed over every click: on the clicked slices, on the slices re-propagated from them, and a
     perfect correction of each error region clicked), and how many clicks left their slice worse
-    or changed no slice at all (the user, like the protocol, would click the same pixel again)."""
+    or changed no slice at all (the user, like the protocol, would click the same pixel again);
+    and per case the mean DSC after the last click (where a correction gains or loses)."""
     summary = {}
     for correction in corrections:
         rows = [e[correction] for c in report["cases"].values() for e in c["labels"].values()]
@@ -147,6 +148,9 @@ def summarize(report: dict, corrections: list[str]) -> dict:
             "clicks_hurting_their_slice": int(sum(g < 0 for r in rows for g in r["clicked_gain"])),
             "clicks_changing_nothing": int(sum(n == 0 for r in rows for n in r.get("changed_slices", []))),
             "clicks": int(sum(len(r["clicked_gain"]) for r in rows)),
+            # the mean DSC after the last click per case: where a correction gains or loses
+            "last_dsc_per_case": {name: float(np.mean([e[correction]["dsc"][-1] for e in c["labels"].values()]))
+                                  for name, c in report["cases"].items() if c["labels"]},
         }
     return summary
 
@@ -231,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
               f"each clicked error region: {s['local_bound']:+d}), re-propagated slices {s['propagated_gain']:+d}; "
               f"{s['clicks_hurting_their_slice']} of {s['clicks']} clicks left their slice worse, "
               f"{s['clicks_changing_nothing']} changed nothing")
+    print(f"{'after the last click':<24}" + "".join(f"{c[:18]:>20}" for c in args.corrections))
+    for name in summary[args.corrections[0]]["last_dsc_per_case"]:
+        print(f"{name[:24]:<24}" + "".join(f"{summary[c]['last_dsc_per_case'][name]:20.4f}"
+                                         for c in args.corrections))
     report["summary"] = summary
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1, default=float))

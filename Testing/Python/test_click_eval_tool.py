@@ -59,5 +59,6 @@ def test_the_summary_counts_clicks_that_hurt_or_changed_nothing():
     assert (s["clicked_gain"], s["propagated_gain"], s["local_bound"]) == (8, 10, 40)
     assert s["clicks"] == 4 and s["clicks_hurting_their_slice"] == 1 and s["clicks_changing_nothing"] == 2
     assert s["slice_seconds_median"] == pytest.approx(0.2)
+    assert s["last_dsc_per_case"] == pytest.approx({"a": 0.7, "b": 0.9})
     del report["cases"]["a"]["labels"]["1"]["edit"]["changed_slices"]  # a report written before the count
     assert tool.summarize(report, ["edit"])["edit"]["clicks_changing_nothing"] == 1
