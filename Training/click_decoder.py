@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from LiteMedSAMLib.errors import LiteMedSAMError
-from LiteMedSAMLib.evaluation.clicks import next_click
+from LiteMedSAMLib.evaluation.clicks import long_axis, next_click, stroke_along
 from LiteMedSAMLib.preprocessing import (
     MODEL_INPUT_SIZE,
     box_from_mask_model,
@@ -291,32 +291,17 @@ def _component_at(mask: np.ndarray, x: int, y: int) -> np.ndarray:
 
 
 def scribble_in_region(region: np.ndarray, x: int, y: int, rng: np.random.Generator) -> np.ndarray:
-    """A short straight stroke through (x, y) along the region's long axis, inside the region:
-    ``(N, 2)`` (x, y) pixels in drawing order."""
+    """A short straight stroke through (x, y) along the region's long axis turned by a random
+    angle, inside the region: ``(N, 2)`` (x, y) pixels in drawing order (:func:`stroke_along`)."""
     ys, xs = np.nonzero(region)
     if len(xs) < 3:
         return np.array([[x, y]])
-    cov = np.cov(np.stack([xs, ys]).astype(np.float64))
-    direction = np.linalg.eigh(cov)[1][:, -1] if np.all(np.isfinite(cov)) else np.array([1.0, 0.0])
+    direction = long_axis(region)
     angle = rng.normal(0, 0.3)
     c, s = math.cos(angle), math.sin(angle)
     direction = np.array([c * direction[0] - s * direction[1], s * direction[0] + c * direction[1]])
     length = rng.uniform(0.3, 0.8)
-    pixels = [[x, y]]
-    for sign in (1, -1):
-        steps, px, py = 0, float(x), float(y)
-        limit = max(2, int(length * math.sqrt(len(xs)) * 1.5))
-        while steps < limit:
-            px, py = px + sign * direction[0], py + sign * direction[1]
-            ix, iy = int(round(px)), int(round(py))
-            if not (0 <= iy < region.shape[0] and 0 <= ix < region.shape[1]) or not region[iy, ix]:
-                break
-            (pixels.append if sign == 1 else (lambda p: pixels.insert(0, p)))([ix, iy])
-            steps += 1
-    pixels = np.array(pixels)
-    keep = np.ones(len(pixels), dtype=bool)
-    keep[1:] = np.any(pixels[1:] != pixels[:-1], axis=1)
-    return pixels[keep]
+    return stroke_along(region, x, y, direction, max(2, int(length * math.sqrt(len(xs)) * 1.5)))
 
 
 def sample_along(pixels: np.ndarray, count: int = SCRIBBLE_POINTS) -> np.ndarray:

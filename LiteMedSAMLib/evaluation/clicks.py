@@ -118,30 +118,45 @@ def local_bound(mask_slice: np.ndarray, gt_slice: np.ndarray, x: int, y: int) ->
     return int(np.count_nonzero(error_region(mask_slice, gt_slice, np.array([[x, y]]))))
 
 
-def scribble_through(region: np.ndarray, x: int, y: int) -> np.ndarray:
-    """A straight stroke through pixel (x, y) of ``region`` (a slice's error region) along its
-    long axis (the principal axis of its pixels), from the click out to both ends as far as the
-    line stays inside the region: ``(N, 2)`` (x, y) pixels in drawing order, (x, y) among them;
-    the click alone where the region has fewer than 3 pixels."""
-    region = np.asarray(region, dtype=bool)
+def long_axis(region: np.ndarray) -> np.ndarray:
+    """The unit direction (dx, dy) along which ``region``'s pixels spread most (the principal
+    axis: the eigenvector of their covariance with the largest eigenvalue); (1, 0) where that
+    is undefined."""
     ys, xs = np.nonzero(region)
-    if len(xs) < 3 or not region[y, x]:
-        return np.array([[x, y]])
     cov = np.cov(np.stack([xs, ys]).astype(np.float64))
-    direction = np.linalg.eigh(cov)[1][:, -1]  # the eigenvector of the largest eigenvalue
-    ends = []
-    for sign in (-1.0, 1.0):
-        line = []
-        for step in range(1, region.shape[0] + region.shape[1]):
-            px, py = (int(round(v)) for v in (x + sign * step * direction[0], y + sign * step * direction[1]))
-            if not (0 <= py < region.shape[0] and 0 <= px < region.shape[1]) or not region[py, px]:
+    return np.linalg.eigh(cov)[1][:, -1] if np.all(np.isfinite(cov)) else np.array([1.0, 0.0])
+
+
+def stroke_along(region: np.ndarray, x: int, y: int, direction: np.ndarray, limit: int) -> np.ndarray:
+    """A straight stroke through pixel (x, y) along ``direction`` (dx, dy), out to both sides in
+    unit steps, at most ``limit`` of them each way and only while it stays inside ``region``:
+    ``(N, 2)`` (x, y) pixels in drawing order, consecutive repeats dropped. The geometry of the
+    evaluation's strokes (:func:`scribble_through`) and of the click decoder's training strokes."""
+    sides = {}
+    for sign in (1, -1):
+        line, px, py = [], float(x), float(y)
+        for _ in range(limit):
+            px, py = px + sign * direction[0], py + sign * direction[1]
+            ix, iy = int(round(px)), int(round(py))
+            if not (0 <= iy < region.shape[0] and 0 <= ix < region.shape[1]) or not region[iy, ix]:
                 break
-            line.append([px, py])
-        ends.append(line)
-    pixels = np.array(ends[0][::-1] + [[x, y]] + ends[1], dtype=np.int64)
+            line.append([ix, iy])
+        sides[sign] = line
+    pixels = np.array(sides[-1][::-1] + [[x, y]] + sides[1], dtype=np.int64)
     keep = np.ones(len(pixels), dtype=bool)
     keep[1:] = np.any(pixels[1:] != pixels[:-1], axis=1)
     return pixels[keep]
+
+
+def scribble_through(region: np.ndarray, x: int, y: int) -> np.ndarray:
+    """A straight stroke through pixel (x, y) of ``region`` (a slice's error region) along its
+    :func:`long_axis`, from the click out to both ends as far as the line stays inside the
+    region (:func:`stroke_along`): ``(N, 2)`` (x, y) pixels in drawing order, (x, y) among them;
+    the click alone where the region has fewer than 3 pixels."""
+    region = np.asarray(region, dtype=bool)
+    if np.count_nonzero(region) < 3 or not region[y, x]:
+        return np.array([[x, y]])
+    return stroke_along(region, x, y, long_axis(region), region.shape[0] + region.shape[1] - 1)
 
 
 def click_auc(scores: Sequence[float]) -> float:
