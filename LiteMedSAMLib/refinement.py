@@ -295,6 +295,12 @@ class RefinementSession:
         # the logits a corrected slice, and each slice the correction was carried to, hands to
         # its outward neighbour (only with a click decoder; see the module docstring)
         self._carried: dict[int, torch.Tensor] = {}
+        # each slice's logits from its box alone through the model's own decoder, with that box,
+        # as propagation last computed them: a slice's first prompt starts from them
+        # (:meth:`_chain_start`) without running the decoder again. A pure cache (the same slice
+        # and box always give the same logits), so undo leaves it alone; one 256 x 256 float32
+        # map per slice of the box
+        self._box_logits: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
         # the neighbour each propagated slice was last segmented from (towards the start slice,
         # or with the pipeline's ``meet`` towards a nearer corrected slice)
         self._sources: dict[int, int] = {}
@@ -352,7 +358,8 @@ class RefinementSession:
         each slice (progress), ``should_cancel`` before each.
         """
         self._slab[:] = 0
-        for store in (self._boxes, self._chains, self._carried, self._sources, self.prompts, self._history):
+        for store in (self._boxes, self._chains, self._carried, self._sources, self.prompts, self._history,
+                      self._box_logits):
             store.clear()
         self.locked.clear()
         self.cleared.clear()
@@ -575,6 +582,7 @@ class RefinementSession:
         carried_in = self._carried.get(source) if self.carry and z != self.mid else None
         if carried_in is None:
             pred = self.predictor.predict_model_box(z, box)
+            self._box_logits[z] = (box, pred.low_res_logits)
         else:  # a correction carried on: the click decoder, the neighbour's result as mask prompt
             pred = self.predictor.predict_model_box(z, box, mask_input=carried_in, decoder=self._click_decoder)
         mask = pred.mask
@@ -690,8 +698,13 @@ class RefinementSession:
         slice's own (its neighbour's logits went through the click decoder, so its box alone
         would give another mask), else the box's (the same mask, propagation being
         deterministic; on a slice the stop rule emptied, the box's logits and the empty mask)."""
-        carried = self._carried.get(z)  # on the start slice: its own box result's logits, when kept
-        logits = carried if carried is not None else self.predictor.predict_model_box(z, box).low_res_logits
+        logits = self._carried.get(z)  # on the start slice: its own box result's logits, when kept
+        if logits is None:
+            known = self._box_logits.get(z)
+            if known is not None and np.array_equal(known[0], box):
+                logits = known[1]  # as propagation computed them: one decoder run less per click
+            else:
+                logits = self.predictor.predict_model_box(z, box).low_res_logits
         return _Chain(box, logits, [], [self.slice_mask(z).copy()])
 
     def _correct(self, z: int, chain: _Chain) -> np.ndarray:

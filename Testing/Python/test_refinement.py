@@ -323,6 +323,41 @@ def test_deferred_propagation_gives_the_same_result_in_two_steps(case, correctio
     assert np.array_equal(session.mask, before)
 
 
+def test_a_first_click_reuses_the_logits_propagation_computed(case, monkeypatch):
+    """A propagated slice's first prompt starts from its box's logits: propagation computed
+    them already, so the click runs no decoder for the box alone (one decoder run less per
+    clicked slice), and the correction is the one from logits computed afresh."""
+    predictor, gt, box = case
+    sessions = []
+    for forget in (False, True):
+        session = RefinementSession(predictor, box, correction="edit", pipeline="official")
+        session.run()
+        if forget:
+            session._box_logits.clear()
+        box_alone = []
+        original = session.predictor.predict_model_box
+
+        def counting(z, box_model, points_model=None, point_labels=None, mask_input=None, *args,
+                     original=original, box_alone=box_alone, **kwargs):
+            if points_model is None and mask_input is None:
+                box_alone.append((z, np.asarray(box_model).copy()))
+            return original(z, box_model, points_model, point_labels, mask_input, *args, **kwargs)
+
+        monkeypatch.setattr(session.predictor, "predict_model_box", counting)
+        z = session.mid + 1
+        click = next_click(session.mask[z][None], gt[z][None])
+        session.defer_propagation = True
+        session.add_point(z, click.x, click.y, click.positive)
+        monkeypatch.undo()
+        slice_box = session.slice_box(z)
+        sessions.append((session, [b for k, b in box_alone if k == z and np.array_equal(b, slice_box)]))
+    (cached, reruns_cached), (fresh, reruns_fresh) = sessions
+    assert reruns_cached == [] and len(reruns_fresh) == 1
+    assert np.array_equal(cached.mask, fresh.mask)
+    assert cached.propagate_pending() == fresh.propagate_pending()
+    assert np.array_equal(cached.mask, fresh.mask)
+
+
 def test_replace_correction_is_the_single_output_re_prompt(case):
     """The baseline of the click table: the slice becomes the single output prompted with the
     box, the points and the box result's logits."""
