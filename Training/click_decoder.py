@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from LiteMedSAMLib.errors import LiteMedSAMError
-from LiteMedSAMLib.evaluation.clicks import long_axis, next_click, stroke_along
+from LiteMedSAMLib.evaluation.clicks import error_region, long_axis, next_click, stroke_along
 from LiteMedSAMLib.preprocessing import (
     MODEL_INPUT_SIZE,
     box_from_mask_model,
@@ -277,17 +277,12 @@ def largest_error_click(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generat
         return None
     x, y = click.x, click.y
     if rng is not None and rng.random() < jitter:
-        region = _component_at(pred ^ gt, x, y)
+        region = error_region(pred, gt, np.array([[x, y]]))
         dist = ndimage.distance_transform_edt(region)
         ys, xs = np.nonzero(dist >= 0.5 * dist.max())
         j = int(rng.integers(len(xs)))
         x, y = int(xs[j]), int(ys[j])
     return x, y, bool(gt[y, x])
-
-
-def _component_at(mask: np.ndarray, x: int, y: int) -> np.ndarray:
-    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    return labels == labels[y, x]
 
 
 def scribble_in_region(region: np.ndarray, x: int, y: int, rng: np.random.Generator) -> np.ndarray:
@@ -501,7 +496,7 @@ def simulate(pe, md, official, emb, gt: np.ndarray, rounds: int, rng: np.random.
         if click is None:
             break
         x, y, positive = click
-        region = _component_at(pred ^ gt, x, y)
+        region = error_region(pred, gt, np.array([[x, y]]))
         clicked |= region
         if rng.random() < scribble_p:
             stroke = scribble_in_region(region, x, y, rng)
