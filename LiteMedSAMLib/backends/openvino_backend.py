@@ -16,10 +16,14 @@ Precisions:
 The decoder (prompt encoder + mask decoder for one box prompt) is converted the same way and
 always runs in f32, and so is a second decoder for a box with points and a mask prompt (the
 corrections of interactive refinement); other prompt combinations go to the eager model.
+The decoders are converted from a copy whose two-way transformer keeps the image
+channels-first (:attr:`~LiteMedSAMLib.modeling.transformer.TwoWayTransformer.channels_first`):
+the same function without the image's large transposes, about a third faster in OpenVINO.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -34,7 +38,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 _announced = False  # whether this process has said that it converts (once, not per part)
-BACKEND_VERSION = "2"  # bump when the conversion or the cache layout changes, so that cached IR is rebuilt
+BACKEND_VERSION = "3"  # bump when the conversion or the cache layout changes, so that cached IR is rebuilt
 CACHE_ENV = "LITEMEDSAM_CACHE_DIR"
 PRECISIONS = ("f32", "bf16")
 
@@ -122,6 +126,18 @@ def supports_prompt_decoder(model: nn.Module) -> bool:
     return not getattr(model, "box_points", 0) and not getattr(model.image_encoder, "skip_channels", None)
 
 
+def _channels_first(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose two-way transformers keep the image channels-first: what the
+    decoders are converted from (the eager model itself is left as it is)."""
+    from ..modeling.transformer import TwoWayTransformer
+
+    copied = copy.deepcopy(model)
+    for module in copied.modules():
+        if isinstance(module, TwoWayTransformer):
+            module.channels_first = True
+    return copied
+
+
 def _convert(model: nn.Module, part: str):
     """Convert ``part`` (``encoder``, ``decoder``, ``prompt-decoder``) of ``model`` to an
     in-memory OpenVINO model (the ~25 s step the cache saves)."""
@@ -139,6 +155,7 @@ def _convert(model: nn.Module, part: str):
         if part == "encoder":
             return ov.convert_model(model.image_encoder.eval(),
                                     example_input=torch.zeros(1, 3, model.image_size, model.image_size))
+        model = _channels_first(model)
         if part in ("prompt-decoder", "click-decoder"):
             size, image = model.image_size // 4, model.image_size
             example = (torch.zeros(1, 256, size, size), torch.tensor([[[10.0, 10.0, 100.0, 100.0]]]),

@@ -68,7 +68,8 @@ class MaskDecoder(nn.Module):
         hs, src = self.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1:(1 + self.num_mask_tokens), :]
-        src = src.transpose(1, 2).view(b, c, h, w)
+        if not getattr(self.transformer, "channels_first", False):  # channels-first: (b, c, h, w) already
+            src = src.transpose(1, 2).view(b, c, h, w)
         if skips is None:
             upscaled = self.output_upscaling(src)
         else:

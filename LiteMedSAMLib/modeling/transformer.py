@@ -42,6 +42,39 @@ class Attention(nn.Module):
         b, n, h, c = out.shape
         return self.out_proj(out.reshape(b, n, h * c))
 
+    # The same attention with the image side channels-first, ``(B, C, N)`` (see
+    # TwoWayTransformer.channels_first): the image's projections are matrix products on the
+    # left, its heads a reshape, and every transpose left is of the few tokens' tensors.
+    def _project_image(self, proj: nn.Linear, x: Tensor) -> Tensor:
+        """``(B, C, N)`` -> per head ``(B, heads, C' / heads, N)``."""
+        b, _, n = x.shape
+        return (torch.matmul(proj.weight, x) + proj.bias[:, None]).reshape(b, self.num_heads, -1, n)
+
+    def attend_to_image(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Tokens ``q`` ``(B, T, C)`` attend to a channels-first image ``k``, ``v`` ``(B, C, N)``;
+        ``(B, T, C)`` as :meth:`forward` on the image's tokens."""
+        q = self._separate_heads(self.q_proj(q))
+        k, v = self._project_image(self.k_proj, k), self._project_image(self.v_proj, v)
+        attn = q @ k
+        attn = attn / math.sqrt(q.shape[-1])
+        attn = torch.softmax(attn, dim=-1)
+        out = (attn @ v.transpose(-1, -2)).transpose(1, 2)
+        b, n, h, c = out.shape
+        return self.out_proj(out.reshape(b, n, h * c))
+
+    def attend_from_image(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """A channels-first image ``q`` ``(B, C, N)`` attends to tokens ``k``, ``v`` ``(B, T, C)``;
+        ``(B, C, N)``, the channels-first form of :meth:`forward`'s output for the image's tokens
+        (attention weights held as ``(T, N)`` per head, softmax over the tokens)."""
+        q = self._project_image(self.q_proj, q)
+        k, v = self._separate_heads(self.k_proj(k)), self._separate_heads(self.v_proj(v))
+        attn = k @ q
+        attn = attn / math.sqrt(q.shape[-2])
+        attn = torch.softmax(attn, dim=-2)
+        out = v.transpose(-1, -2) @ attn
+        b, h, c, n = out.shape
+        return torch.matmul(self.out_proj.weight, out.reshape(b, h * c, n)) + self.out_proj.bias[:, None]
+
 
 class TwoWayAttentionBlock(nn.Module):
     """Token self-attention, token-to-image attention, MLP, image-to-token attention."""
@@ -59,8 +92,10 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor,
-                key_pe: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor,
+                channels_first: bool = False) -> tuple[Tensor, Tensor]:
+        """``channels_first``: ``keys`` and ``key_pe`` are ``(B, C, N)`` (and so is the output's
+        ``keys``) instead of ``(B, N, C)``; see :attr:`TwoWayTransformer.channels_first`."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(q=queries, k=queries, v=queries)
         else:
@@ -69,17 +104,39 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm1(queries)
         q = queries + query_pe
         k = keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q=q, k=k, v=keys))
+        to_image = self.cross_attn_token_to_image
+        to_image = to_image.attend_to_image if channels_first else to_image
+        queries = self.norm2(queries + to_image(q=q, k=k, v=keys))
         queries = self.norm3(queries + self.mlp(queries))
         q = queries + query_pe
         k = keys + key_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
+        if channels_first:
+            attended = self.cross_attn_image_to_token.attend_from_image(q=k, k=q, v=queries)
+            keys = _channel_norm(self.norm4, keys + attended)
+        else:
+            keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
         return queries, keys
+
+
+def _channel_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
+    """``norm`` (a LayerNorm over the channels) applied to a channels-first ``(B, C, N)``."""
+    mean = x.mean(1, keepdim=True)
+    var = ((x - mean) ** 2).mean(1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
 
 
 class TwoWayTransformer(nn.Module):
     """Decoder transformer: ``(B, C, h, w)`` image embedding and ``(B, N, C)`` tokens in,
-    processed tokens ``(B, N, C)`` and image keys ``(B, h*w, C)`` out."""
+    processed tokens ``(B, N, C)`` and image keys ``(B, h*w, C)`` out.
+
+    With :attr:`channels_first` the image stream stays ``(B, C, h*w)`` throughout and the keys
+    come out ``(B, C, h, w)``: the same function (equal to float rounding, ~1e-5) without
+    SAM's transposes of the 4096-token image, which OpenVINO runs slowly (about a fifth of
+    the decoder's time). The OpenVINO conversion traces that form; eager PyTorch keeps SAM's
+    layout, whose results match the official implementation bit for bit.
+    """
+
+    channels_first = False
 
     def __init__(self, depth: int, embedding_dim: int, num_heads: int, mlp_dim: int,
                  attention_downsample_rate: int = 2) -> None:
@@ -93,12 +150,17 @@ class TwoWayTransformer(nn.Module):
 
     def forward(self, image_embedding: Tensor, image_pe: Tensor,
                 point_embedding: Tensor) -> tuple[Tensor, Tensor]:
-        image_embedding = image_embedding.flatten(2).permute(0, 2, 1)
-        image_pe = image_pe.flatten(2).permute(0, 2, 1)
+        b, c, h, w = image_embedding.shape
+        image_embedding, image_pe = image_embedding.flatten(2), image_pe.flatten(2)
+        if not self.channels_first:
+            image_embedding, image_pe = image_embedding.permute(0, 2, 1), image_pe.permute(0, 2, 1)
         queries, keys = point_embedding, image_embedding
         for layer in self.layers:
-            queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=image_pe)
+            queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=image_pe,
+                                  channels_first=self.channels_first)
         q = queries + point_embedding
         k = keys + image_pe
-        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q=q, k=k, v=keys))
-        return queries, keys
+        to_image = self.final_attn_token_to_image
+        to_image = to_image.attend_to_image if self.channels_first else to_image
+        queries = self.norm_final_attn(queries + to_image(q=q, k=k, v=keys))
+        return queries, keys.reshape(b, c, h, w) if self.channels_first else keys

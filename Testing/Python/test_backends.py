@@ -129,6 +129,32 @@ def test_point_and_mask_prompts_match_the_eager_decoder(exact, eager):
                                   eager.predict_model_box(z, None, pts, np.array([1])).mask)
 
 
+def test_the_decoders_are_converted_from_the_same_function_channels_first(model, eager):
+    """The copy the decoders are converted from keeps the two-way transformer's image stream
+    channels-first: on a real slice, box alone and box + points + mask prompt (all four
+    outputs), it gives the eager model's logits to float rounding and the same masks; the eager
+    model itself keeps SAM's layout (the official parity is bit for bit)."""
+    from LiteMedSAMLib.backends.openvino_backend import _channels_first
+    from LiteMedSAMLib.modeling.transformer import TwoWayTransformer
+    from LiteMedSAMLib.preprocessing import box_to_model, points_to_model
+
+    copy = _channels_first(model)
+    assert all(m.channels_first for m in copy.modules() if isinstance(m, TwoWayTransformer))
+    assert not any(m.channels_first for m in model.modules() if isinstance(m, TwoWayTransformer))
+    z, box = SLICE_BOXES[0]
+    emb, hw = eager.embedding(z), eager.shape[1:]
+    boxes = torch.as_tensor(box_to_model(box, hw), dtype=torch.float)[None]
+    coords = torch.as_tensor(points_to_model(np.array([[40, 100], [60, 110]]), hw), dtype=torch.float)[None]
+    points = (coords, torch.tensor([[0, 1]]))
+    first, _ = model.decode(emb, boxes=boxes)
+    for prompts in ({}, {"points": points, "mask_input": first, "multimask_output": True}):
+        theirs, their_iou = model.decode(emb, boxes=boxes, **prompts)
+        ours, our_iou = copy.decode(emb, boxes=boxes, **prompts)
+        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+        torch.testing.assert_close(our_iou, their_iou, atol=1e-5, rtol=0)
+        assert torch.equal(ours > 0, theirs > 0)
+
+
 @needs_openvino
 def test_fast_mode_stays_close_to_eager_on_real_slices(model, example, eager, cache_folder):
     fast = backends.make_predictor(model, "fast", threads=2, folder=cache_folder)
