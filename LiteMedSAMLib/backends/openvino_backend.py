@@ -18,7 +18,7 @@ always runs in f32, and so is a second decoder for a box with points and a mask 
 corrections of interactive refinement); other prompt combinations go to the eager model.
 The decoders are converted from a copy whose two-way transformer keeps the image
 channels-first (:attr:`~LiteMedSAMLib.modeling.transformer.TwoWayTransformer.channels_first`):
-the same function without the image's large transposes, about a third faster in OpenVINO.
+the same function without the image's large transposes, about 1.25x faster in OpenVINO.
 """
 
 from __future__ import annotations
