@@ -324,11 +324,25 @@ class OpenVINOEncoder:
         return torch.from_numpy(np.concatenate(out))
 
 
+def _prompt_infer(request, image_size: int, embedding: torch.Tensor, boxes: torch.Tensor, points,
+                  mask_input: torch.Tensor | None, multimask_output: bool):
+    """One box with points (none: a ``(1, 0, 2)`` array, which the converted model takes as it
+    is, as the eager prompt encoder does) and/or a mask prompt through a converted
+    :class:`_PromptDecoder`; the outputs ``LiteMedSAM.decode`` gives."""
+    has_mask = mask_input is not None
+    mask = mask_input if has_mask else torch.zeros(1, 1, image_size, image_size)
+    coords, labels = points if points is not None else (torch.zeros(1, 0, 2), torch.zeros(1, 0, dtype=torch.int32))
+    result = request.infer([
+        embedding.numpy(), boxes.reshape(1, 1, 4).float().numpy(), coords.float().numpy(),
+        labels.to(torch.int32).numpy(), mask.float().numpy(), np.array(float(has_mask), np.float32)])
+    chosen = slice(1, None) if multimask_output else slice(0, 1)
+    return torch.from_numpy(result[0][:, chosen].copy()), torch.from_numpy(result[1][:, chosen].copy())
+
+
 class OpenVINODecoder:
     """Same signature as ``LiteMedSAM.decode``, in OpenVINO f32: one-box prompts, and a box
     with points and/or a mask prompt (the corrections of ``refinement``); other prompts (no
-    box, a mask prompt without points, models with box-derived points or skips) run in the
-    eager model."""
+    box, models with box-derived points or skips) run in the eager model."""
 
     def __init__(self, model: nn.Module, threads: int | None = None, folder: Path | None = None) -> None:
         self.model = model
@@ -347,15 +361,9 @@ class OpenVINODecoder:
         if one_box and points is None and mask_input is None and not multimask_output:
             result = self.request.infer({0: embedding.numpy(), 1: boxes.reshape(1, 1, 4).float().numpy()})
             return torch.from_numpy(result[0].copy()), torch.from_numpy(result[1].copy())
-        if one_box and points is not None and points[0].shape[1] > 0 and self.prompt_request is not None:
-            size = self.model.image_size
-            has_mask = mask_input is not None
-            mask = mask_input if has_mask else torch.zeros(1, 1, size, size)
-            result = self.prompt_request.infer([
-                embedding.numpy(), boxes.reshape(1, 1, 4).float().numpy(), points[0].float().numpy(),
-                points[1].to(torch.int32).numpy(), mask.float().numpy(), np.array(float(has_mask), np.float32)])
-            chosen = slice(1, None) if multimask_output else slice(0, 1)
-            return torch.from_numpy(result[0][:, chosen].copy()), torch.from_numpy(result[1][:, chosen].copy())
+        if one_box and self.prompt_request is not None:
+            return _prompt_infer(self.prompt_request, self.model.image_size, embedding, boxes, points, mask_input,
+                                 multimask_output)
         return self.model.decode(embedding, boxes=boxes, points=points, mask_input=mask_input,
                                  multimask_output=multimask_output)
 
@@ -363,8 +371,8 @@ class OpenVINODecoder:
 class OpenVINOClickDecoder:
     """A trained click decoder (:class:`~LiteMedSAMLib.click_decoder.ClickDecoder`) in OpenVINO
     f32, converted as the prompt decoder and cached under its own weights' SHA-256; same
-    signature as ``LiteMedSAM.decode``. A box with points (the corrections) runs here, other
-    prompts in the eager module."""
+    signature as ``LiteMedSAM.decode``. A box with points and/or a mask prompt (corrections,
+    the carry) runs here, other prompts in the eager module."""
 
     def __init__(self, decoder: nn.Module, threads: int | None = None, folder: Path | None = None) -> None:
         self.decoder = decoder
@@ -376,14 +384,8 @@ class OpenVINOClickDecoder:
 
     def __call__(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None, points=None,
                  mask_input: torch.Tensor | None = None, multimask_output: bool = False):
-        if boxes is None or boxes.numel() != 4 or points is None or points[0].shape[1] == 0:
+        if boxes is None or boxes.numel() != 4:
             return self.decoder.decode(embedding, boxes=boxes, points=points, mask_input=mask_input,
                                        multimask_output=multimask_output)
-        size = self.decoder.image_size
-        has_mask = mask_input is not None
-        mask = mask_input if has_mask else torch.zeros(1, 1, size, size)
-        result = self.request.infer([
-            embedding.numpy(), boxes.reshape(1, 1, 4).float().numpy(), points[0].float().numpy(),
-            points[1].to(torch.int32).numpy(), mask.float().numpy(), np.array(float(has_mask), np.float32)])
-        chosen = slice(1, None) if multimask_output else slice(0, 1)
-        return torch.from_numpy(result[0][:, chosen].copy()), torch.from_numpy(result[1][:, chosen].copy())
+        return _prompt_infer(self.request, self.decoder.image_size, embedding, boxes, points, mask_input,
+                             multimask_output)

@@ -123,6 +123,16 @@ def test_point_and_mask_prompts_match_the_eager_decoder(exact, eager):
                 assert np.count_nonzero(a.mask != e.mask) <= 2
                 assert abs(a.iou - e.iou) < 1e-3
     assert exact.decoder.prompt_request is not None
+    # A box and a mask prompt without points (as the carry prompts a slice): converted too,
+    # with an empty point array, and the eager model's masks
+    for multimask in (False, True):
+        decode = exact.predict_multimask if multimask else exact.predict_model_box
+        eager_decode = eager.predict_multimask if multimask else eager.predict_model_box
+        ours = decode(z, b, None, None, first.low_res_logits)
+        theirs = eager_decode(z, b, None, None, first.low_res_logits)
+        for a, e in zip(ours if multimask else [ours], theirs if multimask else [theirs]):
+            np.testing.assert_allclose(a.low_res_logits.numpy(), e.low_res_logits.numpy(), atol=1e-3)
+            assert np.count_nonzero(a.mask != e.mask) <= 2
     # No box: the eager model.
     pts = points_to_model(np.array([[40, 100]]), hw)
     np.testing.assert_array_equal(exact.predict_model_box(z, None, pts, np.array([1])).mask,

@@ -278,11 +278,21 @@ def test_openvino_click_decoder_gives_the_eager_masks(case, tmp_path):
     box = torch.tensor([[[90.0, 78.0, 140.0, 130.0]]])
     points = (torch.tensor([[[120.0, 100.0], [100.0, 90.0]]]), torch.tensor([[1, 0]], dtype=torch.int32))
     mask = torch.randn(1, 1, 256, 256)
-    eager_logits, _ = decoder.decode(emb, boxes=box, points=points, mask_input=mask)
-    ov_logits, _ = fast(emb, boxes=box, points=points, mask_input=mask)
-    assert torch.allclose(eager_logits, ov_logits, atol=1e-3)
-    assert torch.equal(eager_logits > 0, ov_logits > 0) or (
-        (eager_logits > 0) != (ov_logits > 0)).sum() <= 2  # threshold ties at most
+    # a correction (box, points, mask prompt) and the carry (box and the neighbour's logits, no
+    # points: the converted model takes an empty point array) both run converted
+    for prompt_points in (points, None):
+        eager_logits, _ = decoder.decode(emb, boxes=box, points=prompt_points, mask_input=mask)
+        calls = []
+        original = decoder.decode
+        decoder.decode = lambda *a, **k: calls.append(1) or original(*a, **k)
+        try:
+            ov_logits, _ = fast(emb, boxes=box, points=prompt_points, mask_input=mask)
+        finally:
+            del decoder.decode
+        assert calls == []
+        assert torch.allclose(eager_logits, ov_logits, atol=1e-3)
+        assert torch.equal(eager_logits > 0, ov_logits > 0) or (
+            (eager_logits > 0) != (ov_logits > 0)).sum() <= 2  # threshold ties at most
 
 
 def test_click_auc_is_the_challenge_trapezoid_over_click_steps():
