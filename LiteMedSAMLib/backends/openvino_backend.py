@@ -14,8 +14,9 @@ Precisions:
 - ``"bf16"``: the same IR run with bfloat16 arithmetic where the CPU has it (AVX512_BF16/AMX).
 
 The decoder (prompt encoder + mask decoder for one box prompt) is converted the same way and
-always runs in f32, and so is a second decoder for a box with points and a mask prompt (the
-corrections of interactive refinement); other prompt combinations go to the eager model.
+always runs in f32, and so is a second decoder for a box with points and/or a mask prompt (the
+corrections of interactive refinement and the carry); a prompt without a box goes to the eager
+model.
 The decoders are converted from a copy whose two-way transformer keeps the image
 channels-first (:attr:`~LiteMedSAMLib.modeling.transformer.TwoWayTransformer.channels_first`):
 the same function without the image's large transposes, about 1.25x faster in OpenVINO.
