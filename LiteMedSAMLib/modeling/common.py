@@ -20,10 +20,17 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x.mean(1, keepdim=True)
-        s = (x - u).pow(2).mean(1, keepdim=True)
-        x = (x - u) / torch.sqrt(s + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+        return channel_layer_norm(x, self.weight, self.bias, self.eps)
+
+
+def channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm over axis 1 (the channels) of ``(B, C, ...)``: :class:`LayerNorm2d`'s, and the
+    channels-first two-way transformer's with an ``nn.LayerNorm``'s parameters."""
+    u = x.mean(1, keepdim=True)
+    s = (x - u).pow(2).mean(1, keepdim=True)
+    x = (x - u) / torch.sqrt(s + eps)
+    shape = (-1,) + (1,) * (x.dim() - 2)
+    return weight.view(shape) * x + bias.view(shape)
 
 
 class MLPBlock(nn.Module):

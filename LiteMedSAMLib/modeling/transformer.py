@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .common import MLPBlock
+from .common import MLPBlock, channel_layer_norm
 
 
 class Attention(nn.Module):
@@ -45,10 +45,15 @@ class Attention(nn.Module):
     # The same attention with the image side channels-first, ``(B, C, N)`` (see
     # TwoWayTransformer.channels_first): the image's projections are matrix products on the
     # left, its heads a reshape, and every transpose left is of the few tokens' tensors.
+    @staticmethod
+    def _linear_channels_first(proj: nn.Linear, x: Tensor) -> Tensor:
+        """``proj`` on a channels-first ``(B, C, N)``: ``(B, C', N)``."""
+        return torch.matmul(proj.weight, x) + proj.bias[:, None]
+
     def _project_image(self, proj: nn.Linear, x: Tensor) -> Tensor:
         """``(B, C, N)`` -> per head ``(B, heads, C' / heads, N)``."""
         b, _, n = x.shape
-        return (torch.matmul(proj.weight, x) + proj.bias[:, None]).reshape(b, self.num_heads, -1, n)
+        return self._linear_channels_first(proj, x).reshape(b, self.num_heads, -1, n)
 
     def attend_to_image(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Tokens ``q`` ``(B, T, C)`` attend to a channels-first image ``k``, ``v`` ``(B, C, N)``;
@@ -73,7 +78,7 @@ class Attention(nn.Module):
         attn = torch.softmax(attn, dim=-2)
         out = v.transpose(-1, -2) @ attn
         b, h, c, n = out.shape
-        return torch.matmul(self.out_proj.weight, out.reshape(b, h * c, n)) + self.out_proj.bias[:, None]
+        return self._linear_channels_first(self.out_proj, out.reshape(b, h * c, n))
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -112,17 +117,10 @@ class TwoWayAttentionBlock(nn.Module):
         k = keys + key_pe
         if channels_first:
             attended = self.cross_attn_image_to_token.attend_from_image(q=k, k=q, v=queries)
-            keys = _channel_norm(self.norm4, keys + attended)
+            keys = channel_layer_norm(keys + attended, self.norm4.weight, self.norm4.bias, self.norm4.eps)
         else:
             keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
         return queries, keys
-
-
-def _channel_norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
-    """``norm`` (a LayerNorm over the channels) applied to a channels-first ``(B, C, N)``."""
-    mean = x.mean(1, keepdim=True)
-    var = ((x - mean) ** 2).mean(1, keepdim=True)
-    return (x - mean) / torch.sqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
 
 
 class TwoWayTransformer(nn.Module):
