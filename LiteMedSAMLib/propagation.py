@@ -107,7 +107,7 @@ def segment_volume(predictor: VolumePredictor, boxes: Sequence[Box3D | SliceBox 
 
     valid = check_boxes(boxes, predictor.shape)
     on_slice = slice_counter(valid, progress)
-    return [RefinementSession(predictor, box, pipeline=pipeline).run(should_cancel, on_slice)
+    return [RefinementSession(predictor, box, pipeline=pipeline, corrections=False).run(should_cancel, on_slice)
             for box in valid]
 
 

@@ -91,7 +91,7 @@ def segment_with_points(predictor, boxes, points, progress, should_cancel, pipel
     on_slice = slice_counter(boxes, progress)
     masks = []
     for i, box in enumerate(boxes):
-        session = RefinementSession(predictor, box, pipeline=pipeline)
+        session = RefinementSession(predictor, box, pipeline=pipeline, corrections=i in owner)
         session.run(should_cancel, on_slice)
         for (x, y, z, positive), j in zip(points, owner):
             if j == i:

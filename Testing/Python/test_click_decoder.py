@@ -102,6 +102,38 @@ def test_a_click_through_the_trained_decoder_raises_the_dsc_of_a_real_slice(case
     assert dice(session.mask, gt) == pytest.approx(scores[1])  # undo restores the first click's mask
 
 
+def test_a_one_shot_segmentation_loads_the_click_decoder_only_when_it_is_used(case, model, monkeypatch):
+    """``segment_volume`` never corrects: it does not load the click decoder (about 110 MB and
+    its load time) unless its box pass carries through it; a session made with
+    ``corrections=False`` loads it at its first prompt and then corrects as any other."""
+    from LiteMedSAMLib.propagation import segment_volume
+
+    predictor, gt = case
+    box = Box3D.from_mask(gt)
+    loads = []
+    real_load = cd.load_click_decoder
+    monkeypatch.setattr(cd, "load_click_decoder", lambda m: loads.append(m) or real_load(m))
+    monkeypatch.setattr(predictor, "_click_decoder", None, raising=False)
+    eager = RefinementSession(predictor, box, pipeline="official")  # corrections expected
+    assert len(loads) == 1 and eager._click_decoder is not None
+    expected = eager.run()
+    monkeypatch.setattr(predictor, "_click_decoder", None, raising=False)
+    (masks,) = segment_volume(predictor, [box], pipeline="official")
+    assert np.array_equal(masks, expected) and len(loads) == 1 and predictor._click_decoder is None
+    lazy = RefinementSession(predictor, box, pipeline="official", corrections=False)
+    assert lazy.correction == eager.correction == "trained-edit" and lazy.carry == eager.carry
+    assert np.array_equal(lazy.run(), expected) and len(loads) == 1
+    click = next_click(expected, gt)
+    lazy.add_point(click.z, click.x, click.y, click.positive)
+    eager.add_point(click.z, click.x, click.y, click.positive)
+    assert len(loads) == 2 and lazy._click_decoder is not None
+    assert np.array_equal(lazy.mask, eager.mask) and not np.array_equal(lazy.mask, expected)
+    # where the box pass carries through it, a one-shot segmentation loads it for that
+    monkeypatch.setattr(predictor, "_click_decoder", None, raising=False)
+    assert RefinementSession(predictor, box, pipeline="official+carry", corrections=False)._click_decoder is not None
+    assert len(loads) == 3
+
+
 @pytest.fixture(scope="module")
 def slab(model, example):
     """Seven slices (9-15) of the example's left temporal lobe (label 1): start slice 12."""
