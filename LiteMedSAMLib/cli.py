@@ -138,6 +138,11 @@ def _preset_text(requested: str, used: str) -> str:
 
 # ------------------------------------------------------------------------------ segment
 def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None:
+    """Everything about the output path that can fail, before any work: a suffix the writer
+    knows, not an input file, not an existing file unless ``overwrite``."""
+    from .imageio import output_kind
+
+    output_kind(output)
     for source in inputs:
         if source.exists() and output.resolve() == source.resolve():
             raise LiteMedSAMError(f"the output {output} is an input file; choose another output path")

@@ -339,7 +339,10 @@ def _is_numeric(value: object) -> bool:
     return bool(np.all(np.isfinite(array)))
 
 
-def _output_kind(path: Path) -> str:
+def output_kind(path: str | Path) -> str:
+    """``"segmentation"`` or ``"labelmap"``: what :func:`write_segmentation` writes at ``path``,
+    from its suffix; a clear error for any other suffix (checked before the work, by the CLI)."""
+    path = Path(path)
     name = path.name.lower()
     if name.endswith(_SEGMENTATION_SUFFIX):
         return "segmentation"
@@ -438,7 +441,7 @@ def write_segmentation(path: str | Path, masks: Sequence[np.ndarray], reference:
             or colours, or a write failure (no space left on the device is said plainly).
     """
     path = Path(path)
-    kind = _output_kind(path)
+    kind = output_kind(path)
     shape = _spatial_shape(reference)
     masks = _check_masks(masks, shape)
     names = _check_names(names, len(masks))

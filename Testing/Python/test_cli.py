@@ -246,6 +246,17 @@ def test_existing_output_is_not_overwritten(oblique_image, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"user data"
 
 
+def test_an_unknown_output_format_is_refused_before_segmenting(oblique_image, tmp_path, capsys, monkeypatch):
+    """It used to be found only when writing, after the whole sweep (minutes on a large box)."""
+    import LiteMedSAMLib.segmentation as segmentation
+
+    monkeypatch.setattr(segmentation, "segment_image", lambda *a, **k: pytest.fail("segmented before the check"))
+    out = tmp_path / "mask.txt"
+    assert main(["segment", str(oblique_image), "--box", *LOBE_BOX, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot tell the output format" in err and ".seg.nrrd" in err and not out.exists()
+
+
 @pytest.mark.parametrize("array, message", [
     (np.zeros((2, 3, 4, 5), np.float32), "4D|dimension"),
     (np.array([[[1.0, np.nan], [0.0, 2.0]]] * 3, np.float32), "NaN"),
