@@ -137,12 +137,13 @@ def _preset_text(requested: str, used: str) -> str:
 
 
 # ------------------------------------------------------------------------------ segment
-def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    """Everything about the output path that can fail, before any work: a suffix the writer
-    knows, not an input file, not an existing file unless ``overwrite``."""
+def _check_output(output: Path, inputs: Sequence[Path], overwrite: bool, check_format=None) -> None:
+    """Everything about an output path that can fail, before any work: a suffix its writer
+    knows (``check_format``, default the segmentation writer's), not an input file, not an
+    existing file unless ``overwrite``."""
     from .imageio import output_kind
 
-    output_kind(output)
+    (check_format or output_kind)(output)
     for source in inputs:
         if source.exists() and output.resolve() == source.resolve():
             raise LiteMedSAMError(f"the output {output} is an input file; choose another output path")
@@ -155,7 +156,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .segmentation import segment_image
 
     output = Path(args.output)
-    _check_output(output, [Path(args.image), *map(Path, args.roi or [])], args.overwrite)
+    inputs = [Path(args.image), *map(Path, args.roi or [])]
+    _check_output(output, inputs, args.overwrite)
+    if args.overlay:
+        from .overlay import check_picture_path
+
+        _check_output(Path(args.overlay), inputs, args.overwrite, check_picture_path)
     image = read_image(args.image)
     info = check_image(image)
     named = _boxes_from_args(args, image, info.dimension == 2)
@@ -365,6 +371,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .example import EXAMPLE_BOXES, EXAMPLE_IMAGE, EXAMPLE_LABEL, EXAMPLE_PRESET
 
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise LiteMedSAMError(f"{out} is a file; -o names the folder for demo.seg.nrrd and demo_overlay.png")
     seg_path, png_path = out / "demo.seg.nrrd", out / "demo_overlay.png"
     box_args = [list(b) for b in EXAMPLE_BOXES.values()]
     segment_args = argparse.Namespace(
@@ -477,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--slice", type=int, default=None, help="segment only this slice (2D prompt)")
     seg.add_argument("--overlay", default=None, metavar="PNG", help="also write a picture of the middle "
                      "(or --slice) slice with the result")
-    seg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    seg.add_argument("--overwrite", action="store_true", help="replace an existing output file (and --overlay picture)")
     model_options(seg)
     pipeline_option(seg)
     seg.set_defaults(func=cmd_segment)

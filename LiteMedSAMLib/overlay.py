@@ -119,6 +119,21 @@ def overlay_figure(slice_uint8: np.ndarray, masks: Sequence[np.ndarray], names: 
     return fig
 
 
+def check_picture_path(path: str | Path) -> None:
+    """Raise a clear error unless matplotlib can write a picture at ``path`` (by its suffix):
+    checked before the work, not when the picture is saved after it."""
+    from matplotlib.figure import Figure
+
+    from .errors import LiteMedSAMError
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    known = Figure().canvas.get_supported_filetypes()
+    if suffix not in known:
+        common = [f".{k}" for k in ("jpg", "pdf", "svg", "tif") if k in known]
+        raise LiteMedSAMError(f"cannot write a picture as {Path(path).name}: use .png"
+                              + (f" (or {', '.join(common)})" if common else ""))
+
+
 def save_overlay(path: str | Path, slice_uint8: np.ndarray, masks: Sequence[np.ndarray],
                  names: Sequence[str], colors: Sequence[tuple[float, float, float]],
                  boxes2d: Sequence[tuple[int, int, int, int] | None] = (),

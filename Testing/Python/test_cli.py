@@ -246,7 +246,8 @@ def test_existing_output_is_not_overwritten(oblique_image, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == b"user data"
 
 
-def test_an_unknown_output_format_is_refused_before_segmenting(oblique_image, tmp_path, capsys, monkeypatch):
+def test_output_paths_that_cannot_be_written_are_refused_before_segmenting(oblique_image, tmp_path, capsys,
+                                                                            monkeypatch):
     """It used to be found only when writing, after the whole sweep (minutes on a large box)."""
     import LiteMedSAMLib.segmentation as segmentation
 
@@ -255,6 +256,20 @@ def test_an_unknown_output_format_is_refused_before_segmenting(oblique_image, tm
     assert main(["segment", str(oblique_image), "--box", *LOBE_BOX, "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "Cannot tell the output format" in err and ".seg.nrrd" in err and not out.exists()
+    # the picture too (it used to end in matplotlib's traceback after the mask was written)
+    out = tmp_path / "mask.nii.gz"
+    assert main(["segment", str(oblique_image), "--box", *LOBE_BOX, "-o", str(out), "--overlay",
+                 str(tmp_path / "picture.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write a picture as picture.txt: use .png" in err and "Traceback" not in err and not out.exists()
+    picture = tmp_path / "kept.png"
+    picture.write_bytes(b"the user's picture")
+    assert main(["segment", str(oblique_image), "--box", *LOBE_BOX, "-o", str(out), "--overlay",
+                 str(picture)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and picture.read_bytes() == b"the user's picture"
+    # demo -o names a folder
+    assert main(["demo", "-o", str(picture)]) == 2
+    assert "is a file; -o names the folder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("array, message", [
