@@ -58,16 +58,18 @@ def oracle_session(gt: np.ndarray) -> type[RefinementSession]:
 
 
 class DiskCachedEncoder:
-    """Wrap an encoder: embeddings are stored under the SHA-1 of the input tensor."""
+    """Wrap an encoder: embeddings are stored under the SHA-1 of the input tensor (and the
+    mode, for modes other than ``exact``: a ``fast`` embedding is another embedding)."""
 
-    def __init__(self, encoder, folder: Path) -> None:
+    def __init__(self, encoder, folder: Path, mode: str = "exact") -> None:
         self.encoder, self.folder = encoder, Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.suffix = "" if mode == "exact" else f"-{mode}"
         self.runs = 0
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         key = hashlib.sha1(images.numpy().tobytes()).hexdigest()
-        path = self.folder / f"{key}.pt"
+        path = self.folder / f"{key}{self.suffix}.pt"
         if path.is_file():
             return torch.load(path, weights_only=True)
         emb = self.encoder(images)
@@ -181,14 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedding-cache", type=Path, default=None)
     parser.add_argument("--encode-only", action="store_true", help="only fill the embedding cache")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--mode", choices=("exact", "fast", "torch"), default="exact",
+                        help="the predictor's mode (fast: what the Slicer module runs where the CPU has bfloat16)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args(argv)
 
     report = {"clicks": args.clicks, "pipeline": args.pipeline, "split": args.split, "box_rule": args.box_rule,
               "edge_cut": not args.no_edge_cut, "scribbles": args.scribbles, "cases": {}}
-    predictor = make_predictor("litemedsam", "exact", threads=args.threads)
+    predictor = make_predictor("litemedsam", args.mode, threads=args.threads)
+    report["mode"] = predictor.mode
     if args.embedding_cache is not None:
-        predictor.encoder = DiskCachedEncoder(predictor.encoder, args.embedding_cache)
+        predictor.encoder = DiskCachedEncoder(predictor.encoder, args.embedding_cache, predictor.mode)
     for name, image_path, label_path, preset in cases(args.index, args.split):
         array = sitk.GetArrayFromImage(read_image(image_path))
         gt, spacing = read_label_volume(label_path)

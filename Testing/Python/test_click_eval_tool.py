@@ -62,3 +62,21 @@ def test_the_summary_counts_clicks_that_hurt_or_changed_nothing():
     assert s["last_dsc_per_case"] == pytest.approx({"a": 0.7, "b": 0.9})
     del report["cases"]["a"]["labels"]["1"]["edit"]["changed_slices"]  # a report written before the count
     assert tool.summarize(report, ["edit"])["edit"]["clicks_changing_nothing"] == 1
+
+
+def test_the_embedding_cache_keeps_each_mode_apart(tmp_path):
+    """A ``fast`` (bfloat16) embedding of a slice is not its ``exact`` one: the disk cache must
+    not hand one mode's embedding to the other (the exact keys stay as they were)."""
+    import torch
+
+    calls = []
+
+    def encoder_of(value):
+        return lambda images: calls.append(value) or torch.full((1, 2), value)
+
+    image = torch.arange(6.0).reshape(1, 6)
+    exact = tool.DiskCachedEncoder(encoder_of(1.0), tmp_path)
+    fast = tool.DiskCachedEncoder(encoder_of(2.0), tmp_path, "fast")
+    assert exact(image)[0, 0] == 1.0 and fast(image)[0, 0] == 2.0 and calls == [1.0, 2.0]
+    assert exact(image)[0, 0] == 1.0 and fast(image)[0, 0] == 2.0 and calls == [1.0, 2.0]  # from disk
+    assert sorted(p.name.endswith("-fast.pt") for p in tmp_path.iterdir()) == [False, True]
