@@ -317,6 +317,20 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ evaluate-suite
+def _check_report_path(output: Path) -> None:
+    """Before a long run (the suite, the benchmark), make sure its report can be written at
+    ``output`` (and the picture beside it): its folder created and writable, ``output`` not a
+    folder. Otherwise the run would end, minutes or hours later, in an error that loses it."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LiteMedSAMError(f"cannot create the folder for {output}: {exc.strerror or exc}") from None
+    if output.is_dir():
+        raise LiteMedSAMError(f"{output} is a folder; give the report a file name such as {output / 'report.json'}")
+    if not os.access(output.parent, os.W_OK):
+        raise LiteMedSAMError(f"cannot write the report into {output.parent}: the folder is not writable")
+
+
 def cmd_evaluate_suite(args: argparse.Namespace) -> int:
     """Pipelines side by side on the labelled suite (tools/fetch_public_data.py); table, JSON, PNG."""
     from .evaluation.suite import format_report, plot_report, run_suite
@@ -325,6 +339,8 @@ def cmd_evaluate_suite(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(message, file=sys.stderr)
 
+    if args.output:
+        _check_report_path(Path(args.output))
     report = run_suite(args.data, pipelines=args.pipeline or [], split=args.split,
                        datasets=args.dataset, start=args.start, model_name=args.model,
                        weights=args.weights, mode=args.mode, threads=args.threads,
@@ -392,6 +408,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     """Time the official 3D algorithm and each mode on the benchmark cases; JSON + PNG."""
     from .evaluation.benchmark import markdown_table, run_benchmark
 
+    _check_report_path(Path(args.output))
     report = run_benchmark(Path(args.output), quick=args.quick, threads=args.threads,
                            modes=args.modes, cases=args.cases, models=args.models)
     print()

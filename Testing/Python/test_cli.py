@@ -484,3 +484,21 @@ def test_an_roi_file_with_several_rois_gives_one_segment_each(tmp_path):
         zs, ys, xs = np.nonzero(labels == label)
         # each ROI spans one slice: a 2D start there, swept while the lobe goes on
         assert len(zs) > 300 and 1 in set(zs) and x0 <= xs.min() and xs.max() <= x1
+
+
+@pytest.mark.parametrize("command", [["evaluate-suite", "--data", "{tmp}"], ["benchmark", "--quick"]])
+def test_long_runs_check_their_report_path_before_starting(tmp_path, capsys, monkeypatch, command):
+    """The suite and the benchmark write their report at the end: a path that cannot be written
+    is refused before the run (it used to end the run, minutes or hours later, and lose it)."""
+    import LiteMedSAMLib.evaluation.benchmark as benchmark
+    import LiteMedSAMLib.evaluation.suite as suite
+
+    monkeypatch.setattr(suite, "run_suite", lambda *a, **k: pytest.fail("ran before the check"))
+    monkeypatch.setattr(benchmark, "run_benchmark", lambda *a, **k: pytest.fail("ran before the check"))
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("user data")
+    assert main(args + ["-o", str(blocker / "report.json")]) == 2
+    assert "cannot create the folder for" in capsys.readouterr().err and blocker.read_text() == "user data"
+    assert main(args + ["-o", str(tmp_path)]) == 2
+    assert "is a folder; give the report a file name" in capsys.readouterr().err
