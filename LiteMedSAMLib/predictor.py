@@ -258,8 +258,10 @@ class VolumePredictor:
                                   multimask_output=True)
         else:
             logits, iou = decoder(emb, boxes=boxes, points=points, mask_input=mask_input)
+        # each output's logits are its own copy: a view would keep the decoder's whole output
+        # (SAM's four masks, 1 MB) alive for as long as a session keeps the slice's logits
         return [SlicePrediction(self._paste(logits_to_mask(logits[:, i:i + 1], (h, w)), frame),
-                                float(iou[0, i]), logits[:, i:i + 1]) for i in range(logits.shape[1])]
+                                float(iou[0, i]), logits[:, i:i + 1].clone()) for i in range(logits.shape[1])]
 
     def _paste(self, mask: np.ndarray, frame: Frame | None) -> np.ndarray:
         """A frame's mask pasted onto the whole slice (zero outside the crop)."""
