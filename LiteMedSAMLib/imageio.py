@@ -91,7 +91,15 @@ def list_dicom_series(folder: str | Path) -> list[DicomSeriesInfo]:
     """
     folder = Path(folder)
     infos = []
-    for series_id in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
+    # GDCM warns on stderr, in ITK's words, when a folder holds no series: our caller says it
+    # in ours (the display setting is process-wide, so it is put back as it was)
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+    for series_id in series_ids:
         files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)
         infos.append(DicomSeriesInfo(series_id, _series_description(files[0]) if files else "",
                                      len(files)))

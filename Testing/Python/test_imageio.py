@@ -119,6 +119,15 @@ def _write_dicom_series(image: sitk.Image, folder, series_number: int, descripti
     return series_uid
 
 
+def test_a_folder_without_dicom_gets_our_message_only(tmp_path, capfd):
+    """GDCM's own multi-line warning (ITK source path, object address) no longer comes first."""
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(LiteMedSAMError, match="No DICOM series found in folder"):
+        read_image(tmp_path)
+    assert "GDCMSeriesFileNames" not in capfd.readouterr().err
+    assert sitk.ProcessObject.GetGlobalWarningDisplay()  # ITK's warnings are back on for the rest
+
+
 def test_read_dicom_series_geometry(tmp_path):
     image = _phantom()
     _write_dicom_series(image, tmp_path, 1, "axial CT", "ct")
