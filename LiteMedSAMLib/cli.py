@@ -365,8 +365,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(text_table(("name", "title", "license", "weights"),
+    print(text_table(("name", "title", "license", "corrections", "weights"),
                      [(row["name"] + (" (default)" if row["default"] else ""), row["title"], row["license"],
+                       row["correction"] + (" (click decoder)" if row["click_decoder"] else ""),
                        row["weights"] or f"not installed ({row['install'] or 'see the manifest'})")
                       for row in rows]))
     return 0

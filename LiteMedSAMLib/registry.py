@@ -221,14 +221,21 @@ def _key_mismatch(model_keys, state_keys) -> tuple[list[str], list[str]]:
 
 
 def describe_models() -> list[dict[str, Any]]:
-    """One row per registered model: name, title, installed weights path or None, license."""
+    """One row per registered model: name, title, installed weights path or None, license, and
+    how its corrections work: ``click_decoder`` (the installed trained decoder's path, or None)
+    and ``correction`` (the strategy a session uses by default with it installed)."""
+    from .click_decoder import click_decoder_entry, click_decoder_path
+
     rows = []
     for name, spec in sorted(available_models().items()):
         try:
             path: str | None = str(find_weights(spec))
         except LiteMedSAMError:
             path = None
+        decoder = click_decoder_path(spec)
+        correction = str(click_decoder_entry(spec).get("correction", "trained")) if decoder else "edit"
         rows.append({"name": name, "title": spec.title, "default": name == default_model_name(),
                      "weights": path, "sha256": spec.weights.get("sha256"),
-                     "license": spec.license, "install": spec.weights.get("install")})
+                     "license": spec.license, "install": spec.weights.get("install"),
+                     "click_decoder": str(decoder) if decoder else None, "correction": correction})
     return rows

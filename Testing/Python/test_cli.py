@@ -203,6 +203,9 @@ def test_models_lists_the_installed_default(capsys):
     rows = json.loads(capsys.readouterr().out)
     default = next(r for r in rows if r["default"])
     assert default["name"] == "litemedsam" and default["weights"].endswith("lite_medsam.pth")
+    # which corrections a session uses: the shipped click decoder for LiteMedSAM, the heuristic otherwise
+    assert default["click_decoder"].endswith("litemedsam_click_decoder.pth") and default["correction"] == "trained-edit"
+    assert all(r["click_decoder"] is None and r["correction"] == "edit" for r in rows if r["name"] != "litemedsam")
 
 
 @pytest.mark.parametrize("make_args, message", [
@@ -372,8 +375,9 @@ def test_help_is_plain_text_with_every_argument_and_default_explained():
 def test_models_table_has_a_header_and_names_the_default(capsys):
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["name", "title", "license", "weights"]
-    assert any(line.startswith("litemedsam (default)") for line in lines[1:])
+    assert lines[0].split() == ["name", "title", "license", "corrections", "weights"]
+    assert any(line.startswith("litemedsam (default)") and "trained-edit (click decoder)" in line
+               for line in lines[1:])
     starts = {line.index("Apache") for line in lines[1:] if "Apache" in line}
     assert len(starts) == 1 and lines[0].index("license") in starts  # one aligned column
 
