@@ -23,39 +23,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from .errors import LiteMedSAMError
+from .registry import click_decoder_entry, click_decoder_path  # the manifest's side (torch-free)
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_FOLDER = "weights"
-
-
-def click_decoder_entry(model_or_spec) -> dict | None:
-    """The ``click_decoder`` manifest entry of a loaded model or a ``ModelSpec`` (``None``: none)."""
-    spec = getattr(model_or_spec, "spec", model_or_spec)
-    extra = getattr(spec, "extra", None) or {}
-    entry = extra.get("click_decoder")
-    return entry if isinstance(entry, dict) and entry.get("filename") else None
-
-
-def click_decoder_path(model_or_spec) -> Path | None:
-    """Where the click decoder's weights are installed, or ``None`` when the model has none or
-    the file is missing."""
-    entry = click_decoder_entry(model_or_spec)
-    if entry is None:
-        return None
-    spec = getattr(model_or_spec, "spec", model_or_spec)
-    for folder in (Path(spec.manifest_dir) / WEIGHTS_FOLDER, Path(spec.manifest_dir)):
-        path = folder / entry["filename"]
-        if path.is_file():
-            return path
-    return None
-
 
 def has_click_decoder(model) -> bool:
     """Whether ``model`` (a loaded model) has an installed click decoder."""

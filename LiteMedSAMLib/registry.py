@@ -220,12 +220,39 @@ def _key_mismatch(model_keys, state_keys) -> tuple[list[str], list[str]]:
     return sorted(model_keys - state_keys), sorted(state_keys - model_keys)
 
 
+# ------------------------------------------------------------------------------ click decoders
+# A model's manifest entry may name a trained click decoder (LiteMedSAMLib.click_decoder loads
+# it); where it is installed is a question about the manifest, answered here without torch so
+# that listing models stays light (the Slicer module lists them when it starts).
+CLICK_DECODER_FOLDER = "weights"
+
+
+def click_decoder_entry(model_or_spec) -> dict | None:
+    """The ``click_decoder`` manifest entry of a loaded model or a ``ModelSpec`` (``None``: none)."""
+    spec = getattr(model_or_spec, "spec", model_or_spec)
+    extra = getattr(spec, "extra", None) or {}
+    entry = extra.get("click_decoder")
+    return entry if isinstance(entry, dict) and entry.get("filename") else None
+
+
+def click_decoder_path(model_or_spec) -> Path | None:
+    """Where the click decoder's weights are installed, or ``None`` when the model has none or
+    the file is missing."""
+    entry = click_decoder_entry(model_or_spec)
+    if entry is None:
+        return None
+    spec = getattr(model_or_spec, "spec", model_or_spec)
+    for folder in (Path(spec.manifest_dir) / CLICK_DECODER_FOLDER, Path(spec.manifest_dir)):
+        path = folder / entry["filename"]
+        if path.is_file():
+            return path
+    return None
+
+
 def describe_models() -> list[dict[str, Any]]:
     """One row per registered model: name, title, installed weights path or None, license, and
     how its corrections work: ``click_decoder`` (the installed trained decoder's path, or None)
     and ``correction`` (the strategy a session uses by default with it installed)."""
-    from .click_decoder import click_decoder_entry, click_decoder_path
-
     rows = []
     for name, spec in sorted(available_models().items()):
         try:
