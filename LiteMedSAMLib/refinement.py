@@ -148,7 +148,13 @@ class _Step:
 def scribble_pixels(polyline: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
     """Every pixel on the polyline through ``polyline`` ``(N, 2)`` (x, y), clipped to the slice,
     as ``(M, 2)`` integer (x, y) in drawing order without consecutive repeats."""
-    polyline = np.asarray(polyline, dtype=np.float64).reshape(-1, 2)
+    try:
+        polyline = np.asarray(polyline, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise LiteMedSAMError("a scribble is a polyline of (x, y) numbers, shape (N, 2)") from None
+    if polyline.size % 2 or (polyline.ndim == 2 and polyline.shape[1] != 2) or polyline.ndim > 2:
+        raise LiteMedSAMError(f"a scribble is a polyline of (x, y) points, shape (N, 2); got shape {polyline.shape}")
+    polyline = polyline.reshape(-1, 2)
     if len(polyline) == 0:
         raise LiteMedSAMError("a scribble needs at least one point")
     if not np.all(np.isfinite(polyline)):

@@ -182,6 +182,10 @@ def test_scribble_helpers():
     assert touched.sum() == 4 and touched[5, 5] and not touched[0, 0]
     with pytest.raises(LiteMedSAMError, match="at least one point"):
         scribble_pixels(np.zeros((0, 2)), (5, 5))
+    # not a polyline of (x, y) points: our message, not numpy's reshape error
+    for bad in ([1, 2, 3], np.zeros((2, 3)), np.zeros((2, 2, 2)), [["a", "b"]]):
+        with pytest.raises(LiteMedSAMError, match=r"polyline of \(x, y\)"):
+            scribble_pixels(bad, (5, 5))
 
 
 def test_prompt_points_are_pixels():
