@@ -28,7 +28,11 @@ import torch
 from torch import nn
 
 from .errors import LiteMedSAMError
-from .registry import click_decoder_entry, click_decoder_path  # the manifest's side (torch-free)
+from .registry import (  # the manifest's side (torch-free)
+    click_decoder_correction,
+    click_decoder_entry,
+    click_decoder_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +127,7 @@ def click_decoder_for(predictor):
 
 
 def default_correction(predictor) -> str:
-    """The correction a session uses by default: when the predictor's model has an installed
-    click decoder, the strategy its manifest entry names (``"correction"``, measured best;
-    ``"trained"`` if it names none), else the ``"edit"`` heuristic."""
-    model = getattr(predictor, "model", None)
-    if not has_click_decoder(model):
-        return "edit"
-    return str(click_decoder_entry(model).get("correction", "trained"))
+    """The correction a session uses by default for the predictor's model
+    (:func:`~LiteMedSAMLib.registry.click_decoder_correction`)."""
+    return click_decoder_correction(getattr(predictor, "model", None))
 

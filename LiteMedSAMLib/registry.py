@@ -249,6 +249,15 @@ def click_decoder_path(model_or_spec) -> Path | None:
     return None
 
 
+def click_decoder_correction(model_or_spec) -> str:
+    """The correction a session uses by default with this model: when it has an installed
+    click decoder, the strategy its manifest entry names (``"correction"``, measured best;
+    ``"trained"`` if it names none), else the ``"edit"`` heuristic."""
+    if click_decoder_path(model_or_spec) is None:
+        return "edit"
+    return str(click_decoder_entry(model_or_spec).get("correction", "trained"))
+
+
 def describe_models() -> list[dict[str, Any]]:
     """One row per registered model: name, title, installed weights path or None, license, and
     how its corrections work: ``click_decoder`` (the installed trained decoder's path, or None)
@@ -260,9 +269,9 @@ def describe_models() -> list[dict[str, Any]]:
         except LiteMedSAMError:
             path = None
         decoder = click_decoder_path(spec)
-        correction = str(click_decoder_entry(spec).get("correction", "trained")) if decoder else "edit"
         rows.append({"name": name, "title": spec.title, "default": name == default_model_name(),
                      "weights": path, "sha256": spec.weights.get("sha256"),
                      "license": spec.license, "install": spec.weights.get("install"),
-                     "click_decoder": str(decoder) if decoder else None, "correction": correction})
+                     "click_decoder": str(decoder) if decoder else None,
+                     "correction": click_decoder_correction(spec)})
     return rows
