@@ -239,9 +239,9 @@ class VolumePredictor:
     def _decode(self, z: int, box_model: np.ndarray | None, points_model: np.ndarray | None,
                 point_labels: np.ndarray | None, mask_input: torch.Tensor | None,
                 multimask: bool, frame: Frame | None = None,
-                decoder: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
-                ) -> list[SlicePrediction]:
-        emb = self.embedding(z, frame)
+                decoder: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+                embedding: torch.Tensor | None = None) -> list[SlicePrediction]:
+        emb = self.embedding(z, frame) if embedding is None else embedding
         decoder = decoder or self.decoder
         h, w = self.shape[1:] if frame is None else frame.hw
         boxes = None
@@ -276,26 +276,29 @@ class VolumePredictor:
                           point_labels: np.ndarray | None = None,
                           mask_input: torch.Tensor | None = None,
                           frame: Frame | None = None,
-                          decoder: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
-                          ) -> SlicePrediction:
+                          decoder: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+                          embedding: torch.Tensor | None = None) -> SlicePrediction:
         """Prompt slice ``z`` with a box already in model (256) coordinates (of ``frame``'s crop
         when given); the decoder's single-mask output, which LiteMedSAM is trained and used with.
         ``decoder`` replaces the predictor's decoder for this call (the trained click decoder of
-        corrections)."""
+        corrections); ``embedding`` the slice's own (an :class:`InterpolatedView`'s mean of its
+        neighbours')."""
         return self._decode(z, box_model, points_model, point_labels, mask_input, False, frame,
-                            decoder=decoder)[0]
+                            decoder=decoder, embedding=embedding)[0]
 
     def predict_multimask(self, z: int, box_model: np.ndarray | None,
                           points_model: np.ndarray | None = None,
                           point_labels: np.ndarray | None = None,
                           mask_input: torch.Tensor | None = None,
-                          frame: Frame | None = None) -> list[SlicePrediction]:
+                          frame: Frame | None = None,
+                          embedding: torch.Tensor | None = None) -> list[SlicePrediction]:
         """Like :meth:`predict_model_box`, but SAM's three multimask outputs (one decoder run).
 
         They were not fine-tuned for boxes, yet follow point prompts far better than the
         single output (see :mod:`~LiteMedSAMLib.refinement`).
         """
-        return self._decode(z, box_model, points_model, point_labels, mask_input, True, frame)
+        return self._decode(z, box_model, points_model, point_labels, mask_input, True, frame,
+                            embedding=embedding)
 
     def predict_slice(self, z: int, box: tuple[float, float, float, float] | None,
                       points: np.ndarray | None = None, point_labels: np.ndarray | None = None,
@@ -358,14 +361,14 @@ class FramedPredictor:
         return self.predictor.frame_uint8(z, replace(self.frame, x0=0, y0=0, x1=w, y1=h))
 
     def predict_model_box(self, z, box_model, points_model=None, point_labels=None,
-                          mask_input=None, decoder=None) -> SlicePrediction:
+                          mask_input=None, decoder=None, embedding=None) -> SlicePrediction:
         return self.predictor.predict_model_box(z, box_model, points_model, point_labels, mask_input,
-                                                frame=self.frame, decoder=decoder)
+                                                frame=self.frame, decoder=decoder, embedding=embedding)
 
     def predict_multimask(self, z, box_model, points_model=None, point_labels=None,
-                          mask_input=None) -> list[SlicePrediction]:
+                          mask_input=None, embedding=None) -> list[SlicePrediction]:
         return self.predictor.predict_multimask(z, box_model, points_model, point_labels, mask_input,
-                                                frame=self.frame)
+                                                frame=self.frame, embedding=embedding)
 
     def box_to_model(self, box2d) -> np.ndarray:
         x0, y0, x1, y1 = (float(v) for v in box2d)
@@ -384,6 +387,56 @@ class FramedPredictor:
     @property
     def pixels_per_model_unit(self) -> float:
         return max(self.frame.hw) / MODEL_INPUT_SIZE
+
+
+class InterpolatedView:
+    """One object's sweep with every other slice decoded from its neighbours' embeddings.
+
+    On thin slices an image changes little from one slice to the next, and so does its
+    embedding: the slices at an odd distance from ``anchor`` (the start slice) whose two
+    neighbours lie inside ``z_range`` (the sweep's inclusive slice range) are never encoded;
+    their embedding is the mean of the two neighbours' (which are, and stay cached in the
+    predictor). About half the encoder runs of a sweep, the slow part of each slice; the
+    decoder runs on every slice as before, so box pass, carry and corrections see every slice.
+    Pipeline lever ``interp`` (:mod:`~LiteMedSAMLib.pipeline`); wraps a predictor or a
+    :class:`FramedPredictor` and keeps its interface.
+    """
+
+    def __init__(self, view, anchor: int, z_range: tuple[int, int]) -> None:
+        self.view, self.anchor = view, int(anchor)
+        self.z_range = (int(z_range[0]), int(z_range[1]))
+
+    def __getattr__(self, name: str):
+        return getattr(self.view, name)
+
+    def interpolated(self, z: int) -> bool:
+        """Whether slice ``z`` is decoded from its neighbours' mean embedding."""
+        z0, z1 = self.z_range
+        return (int(z) - self.anchor) % 2 == 1 and z0 < z < z1
+
+    def embedding(self, z: int) -> torch.Tensor:
+        if not self.interpolated(z):
+            return self.view.embedding(z)
+        return 0.5 * (self.view.embedding(z - 1) + self.view.embedding(z + 1))
+
+    def is_encoded(self, z: int) -> bool:
+        """Whether slice ``z`` can be decoded without an encoder run."""
+        if not self.interpolated(z):
+            return self.view.is_encoded(z)
+        return self.view.is_encoded(z - 1) and self.view.is_encoded(z + 1)
+
+    def _own(self, z: int) -> torch.Tensor | None:
+        return self.embedding(z) if self.interpolated(z) else None
+
+    def predict_model_box(self, z, box_model, points_model=None, point_labels=None,
+                          mask_input=None, decoder=None) -> SlicePrediction:
+        return self.view.predict_model_box(z, box_model, points_model, point_labels, mask_input,
+                                           decoder=decoder, embedding=self._own(z))
+
+    def predict_multimask(self, z, box_model, points_model=None, point_labels=None,
+                          mask_input=None) -> list[SlicePrediction]:
+        return self.view.predict_multimask(z, box_model, points_model, point_labels, mask_input,
+                                           embedding=self._own(z))
 
 
 class EnsembleView:

@@ -365,3 +365,63 @@ def test_flip_with_the_ensemble_mirrors_each_window(predictor):
     parts = [v.predict_model_box(11, box) for v in view.views]
     np.testing.assert_allclose(both.low_res_logits, (parts[0].low_res_logits + parts[1].low_res_logits) / 2,
                                atol=1e-6)
+
+
+def _interp_predictor(model, image, spacing):
+    p = VolumePredictor(model)
+    p.set_volume(image, preset="mr", slice_spacing=spacing)
+    return p
+
+
+def test_the_interp_lever_encodes_every_other_slice_on_thin_slices(model, example):
+    """Lever ``interp``: on slices <= 1.5 mm apart the slices at an odd distance from the start
+    slice, between two slices of the box, are decoded from their neighbours' mean embedding and
+    never encoded; the sweep's ends are encoded whatever their parity."""
+    from LiteMedSAMLib.predictor import InterpolatedView
+
+    image, label, _ = example
+    box = Box3D(14, 79, 8, 62, 130, 13)  # start slice 10: 9 and 11 interpolated, 13 (the end) not
+    thin = _interp_predictor(model, image, 1.0)
+    session = RefinementSession(thin, box, pipeline="official+interp")
+    assert isinstance(session.predictor, InterpolatedView)
+    mask = session.run()
+    assert [z for z in box.z_range if session.predictor.interpolated(z)] == [9, 11]
+    assert thin.encoder_runs == len(box.z_range) - 2
+    assert not thin.is_encoded(9) and not thin.is_encoded(11) and thin.is_encoded(13)
+    # an interpolated slice's mask is the decoder's for the mean of its neighbours' embeddings
+    mean = 0.5 * (thin.embedding(10) + thin.embedding(12))
+    by_hand = thin.predict_model_box(11, session.slice_box(11), embedding=mean)
+    np.testing.assert_array_equal(mask[11], by_hand.mask)
+    assert thin.encoder_runs == len(box.z_range) - 2  # nothing more encoded for that
+    truth = (label == 1)[box.z0:box.z1 + 1]
+    assert dice(mask[box.z0:box.z1 + 1], truth) > 0.6  # still the temporal lobe
+
+
+@pytest.mark.parametrize("spacing", [None, 2.0])
+def test_the_interp_lever_encodes_every_slice_where_slices_are_thick_or_unknown(model, example, spacing):
+    from LiteMedSAMLib.pipeline import get_pipeline
+
+    image, _, _ = example
+    p = _interp_predictor(model, image, spacing)
+    mask = RefinementSession(p, LOBE, pipeline="official+interp").run()
+    assert p.encoder_runs == len(LOBE.z_range)
+    (official,) = segment_volume(_interp_predictor(model, image, spacing), [LOBE], pipeline="official")
+    np.testing.assert_array_equal(mask, official)
+    interp = get_pipeline("official+interp")
+    assert interp.interpolate and not interp.is_official and not interp.interpolates(spacing)
+    assert interp.interpolates(1.5) and not get_pipeline("official").interpolates(1.0)
+
+
+def test_a_click_on_an_interpolated_slice_encodes_nothing(model, example):
+    """Corrections decode an interpolated slice from the same mean embedding: no encoder run
+    (a click is shown without one), and the click is followed."""
+    image, _, _ = example
+    p = _interp_predictor(model, image, 1.0)
+    session = RefinementSession(p, LOBE, pipeline="official+interp", correction="edit")
+    session.run()
+    runs = p.encoder_runs
+    assert session.predictor.interpolated(12)
+    ys, xs = np.nonzero(session.slice_mask(12))
+    changed = session.add_point(12, float(xs[len(xs) // 2]), float(ys[len(ys) // 2]), positive=False)
+    assert 12 in changed and not session.slice_mask(12)[ys[len(ys) // 2], xs[len(xs) // 2]]
+    assert p.encoder_runs == runs
