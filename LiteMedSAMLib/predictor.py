@@ -395,9 +395,10 @@ class InterpolatedView:
     On thin slices an image changes little from one slice to the next, and so does its
     embedding: the slices at an odd distance from ``anchor`` (the start slice) whose two
     neighbours lie inside ``z_range`` (the sweep's inclusive slice range) are never encoded;
-    their embedding is the mean of the two neighbours' (which are, and stay cached in the
-    predictor). About half the encoder runs of a sweep, the slow part of each slice; the
-    decoder runs on every slice as before, so box pass, carry and corrections see every slice.
+    their embedding is the mean of the two neighbours' (encoded and cached in the predictor as
+    any slice is; the mean is recomputed, ~1 ms, rather than cached). About half the encoder
+    runs of a sweep, the slow part of each slice; the decoders run on every slice as before, so
+    the box pass, the carry and corrections see every slice.
     Pipeline lever ``interp`` (:mod:`~LiteMedSAMLib.pipeline`); wraps a predictor or a
     :class:`FramedPredictor` and keeps its interface.
     """
