@@ -66,10 +66,11 @@ measurements can be rerun:
   split's structures, not on 22 other structures of the same test volumes (one of 33 more lost
   0.05: a stomach);
 - ``interp`` (a speed option): on slices at most ``interpolate_max_spacing`` (1.5) mm apart,
-  every other slice of a sweep is decoded from the mean of its two neighbours' image embeddings
-  instead of its own encoder run (:class:`~LiteMedSAMLib.predictor.InterpolatedView`): the
-  default's time on the thin-slice volumes 0.62x (train split) and 0.71x (test split), its mean
-  DSC there -0.005 and +0.004; an INIA19 parcel lost 0.043, so not in the default;
+  every other slice of a 3D box's sweep is decoded from the mean of its two neighbours' image
+  embeddings instead of its own encoder run (:class:`~LiteMedSAMLib.predictor.InterpolatedView`):
+  the default's time on the thin-slice volumes 0.62x (train split) and 0.71x (test split), its
+  mean DSC there -0.005 and +0.004; an INIA19 parcel lost 0.043, so not in the default. 2D
+  starts are left alone: there it lost 0.033 on the train split (the stop rule ended nuclei early);
 - ``meet``: corrections only (:class:`~LiteMedSAMLib.refinement.RefinementSession`): a corrected
   slice is re-propagated towards the start slice too, over the slices nearer to it than to the
   start slice or another anchor, instead of only away from it.
@@ -243,8 +244,10 @@ class Pipeline:
     stop_leak_regrown: float = 1.2
     stop_leak_drift: float = 1.0
     # on slices at most ``interpolate_max_spacing`` mm apart (the volume's slice spacing must be
-    # known), every other slice of a sweep is decoded from the mean of its two neighbours'
-    # image embeddings instead of being encoded (InterpolatedView): about half the encoder runs
+    # known), every other slice of a 3D box's sweep is decoded from the mean of its two
+    # neighbours' image embeddings instead of being encoded (InterpolatedView): about half the
+    # encoder runs. Not from 2D starts: their stop rule reads the interpolated slices' masks,
+    # and there it lost 0.033 on the suite's train split
     interpolate: bool = False
     interpolate_max_spacing: float = 1.5
 
@@ -327,8 +330,9 @@ PIPELINE_HELP = ("official: the CVPR 2024 LiteMedSAM pipeline, bit for bit; defa
                  "air below -500 HU), +drift (a 2D start's sweep ends where the mask's mean intensity drifts 2 "
                  "standard deviations from the start slice's), +leak (a 2D start's sweep ends where the mask "
                  "narrowed, then grew again with another brightness); a speed option: +interp (on slices at most "
-                 "1.5 mm apart every other slice is decoded from the mean of its neighbours' embeddings, not "
-                 "encoded: about 0.6-0.7x the time, mean DSC -0.005 to +0.004 on the suite)")
+                 "1.5 mm apart every other slice of a 3D box's sweep is decoded from the mean of its neighbours' "
+                 "embeddings, not encoded: about 0.6-0.7x the time, mean DSC -0.005 to +0.004 on the suite; 2D "
+                 "starts unchanged)")
 
 
 def get_pipeline(spec: str | Pipeline | None = None) -> Pipeline:
@@ -531,10 +535,10 @@ def object_view(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int],
     """What one object is segmented through: the predictor itself, a
     :class:`~LiteMedSAMLib.predictor.FramedPredictor`, or (lever ``ensemble``) an
     :class:`~LiteMedSAMLib.predictor.EnsembleView` of the volume's mapping and the box window;
-    with lever ``interp`` (where the predictor's slice spacing allows, over ``sweep``, the
-    inclusive slice range the object's sweep may cover; ``z_range`` when not given) each seen
-    through an :class:`~LiteMedSAMLib.predictor.InterpolatedView` anchored at ``z_start``; with
-    lever ``flip`` through a :class:`~LiteMedSAMLib.predictor.FlipView`.
+    with lever ``interp`` (given ``sweep``, the inclusive slice range of a 3D box's sweep, and
+    where the predictor's slice spacing allows) each seen through an
+    :class:`~LiteMedSAMLib.predictor.InterpolatedView` anchored at ``z_start``; with lever
+    ``flip`` through a :class:`~LiteMedSAMLib.predictor.FlipView`.
 
     Returns ``(view, choice)`` as :func:`choose_frame` does.
     """
@@ -544,8 +548,8 @@ def object_view(pipeline: Pipeline, predictor, box2d: tuple[int, int, int, int],
     views = [_view(predictor, frame)]
     if pipeline.window_ensemble and frame is not None and frame.mapping is not None:
         views.insert(0, _view(predictor, _without_window(frame, predictor.shape)))
-    if pipeline.interpolates(getattr(predictor, "slice_spacing", None)):
-        views = [InterpolatedView(v, z_start, sweep or z_range) for v in views]
+    if sweep is not None and pipeline.interpolates(getattr(predictor, "slice_spacing", None)):
+        views = [InterpolatedView(v, z_start, sweep) for v in views]
     if pipeline.flip:  # each view with its own mirror (the mirror of its mapping and crop)
         views = [FlipView(v) for v in views]
     return (EnsembleView(views) if len(views) > 1 else views[0]), choice

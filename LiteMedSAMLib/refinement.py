@@ -257,9 +257,9 @@ class RefinementSession:
             x0, y0, x1, y1 = padded_box2d(self.box.box2d, predictor.shape[1:], self.pipeline.box_margin)
             self.box = Box3D(x0, y0, self.box.z0, x1, y1, self.box.z1)
         # the window choice (when the pipeline makes one) is kept to say why this view
-        self.predictor, self.window_choice = object_view(self.pipeline, predictor, self.box.box2d,
-                                                         window_slices, self.mid,
-                                                         sweep=(self.box.z0, self.box.z1))
+        self.predictor, self.window_choice = object_view(
+            self.pipeline, predictor, self.box.box2d, window_slices, self.mid,
+            sweep=None if self._start_2d else (self.box.z0, self.box.z1))
         self.correction, self.mask_prompt, self.edge_cut = correction, mask_prompt, edge_cut
         # the pipeline's bone rule (lever boneend): on CT, where the sweep stops, a bony object
         # ends where its mask holds almost no bone (read on the raw voxels, which every view

@@ -412,6 +412,22 @@ def test_the_interp_lever_encodes_every_slice_where_slices_are_thick_or_unknown(
     assert interp.interpolates(1.5) and not get_pipeline("official").interpolates(1.0)
 
 
+def test_the_interp_lever_leaves_2d_starts_alone(model, example):
+    """From a 2D start the stop rule reads each slice's mask, and interpolated slices ended
+    sweeps early (train split -0.033): a 2D start encodes every slice it sweeps, as without it."""
+    from LiteMedSAMLib.boxes import SliceBox
+
+    image, _, _ = example
+    start = SliceBox(11, 14, 79, 62, 130, z_min=9, z_max=13)  # the lobe spans all five slices
+    p = _interp_predictor(model, image, 1.0)
+    session = RefinementSession(p, start, pipeline="official+interp")
+    mask = session.run()
+    assert not hasattr(session.predictor, "interpolated")
+    assert mask[9:14].any(axis=(1, 2)).all() and p.encoder_runs == 5
+    (plain,) = segment_volume(_interp_predictor(model, image, 1.0), [start], pipeline="official")
+    np.testing.assert_array_equal(mask, plain)
+
+
 def test_a_click_on_an_interpolated_slice_encodes_nothing(model, example):
     """Corrections decode an interpolated slice from the same mean embedding: no encoder run
     (a click is shown without one), and the click is followed."""
