@@ -101,6 +101,26 @@ def test_default_mode_is_fast_where_the_cpu_runs_bf16_and_segments_as_exact_does
     slicer.mrmlScene.RemoveNode(segmentation)
 
 
+def test_the_thin_slice_speed_option_from_a_script(oblique, model):
+    """``pipeline="default+interp"`` with the ROI's own extent: on these 1.3 mm slices the
+    sweep encodes every other slice and gives the library's masks for the same voxels,
+    slice spacing and pipeline."""
+    from LiteMedSAMLib.refinement import RefinementSession
+
+    logic = LiteMedSAMLogic(mode="exact")
+    job = logic.prepareJob(oblique["volume"], [oblique["rois"]["Left ventricle"]], preset="mr",
+                           pipeline="official+interp", sliceExtent="roi")
+    assert job.pipeline == "official+interp" and 1.2 < job.sliceSpacing < 1.4
+    (mask,) = logic.runJob(job)
+    predictor = logic._predictors[next(reversed(logic._predictors))]
+    x0, y0, z0, x1, y1, z1 = V.LEFT_VENTRICLE
+    assert predictor.encoder_runs == (z1 - z0 + 1) - 2  # slices 4 and 6 from their neighbours
+    library = VolumePredictor(model)
+    library.set_volume(sitk.GetArrayFromImage(oblique["image"]), preset="mr", slice_spacing=job.sliceSpacing)
+    expected = RefinementSession(library, V.LEFT_VENTRICLE, pipeline="official+interp").run()
+    assert np.array_equal(mask, expected) and mask[z0:z1 + 1].any(axis=(1, 2)).all()
+
+
 def test_segments_lie_inside_their_box_and_on_dark_ventricle_voxels(oblique):
     image = sitk.GetArrayFromImage(oblique["image"])
     for name, (i0, j0, k0, i1, j1, k1) in BOXES.items():
