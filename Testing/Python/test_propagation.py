@@ -388,6 +388,7 @@ def test_the_interp_lever_encodes_every_other_slice_on_thin_slices(model, exampl
     assert [z for z in box.z_range if session.predictor.interpolated(z)] == [9, 11]
     assert thin.encoder_runs == len(box.z_range) - 2
     assert not thin.is_encoded(9) and not thin.is_encoded(11) and thin.is_encoded(13)
+    assert session.predictor.is_encoded(11)  # the view decodes it without an encoder run
     # an interpolated slice's mask is the decoder's for the mean of its neighbours' embeddings
     mean = 0.5 * (thin.embedding(10) + thin.embedding(12))
     by_hand = thin.predict_model_box(11, session.slice_box(11), embedding=mean)
