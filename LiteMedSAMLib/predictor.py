@@ -399,7 +399,8 @@ class InterpolatedView:
     any slice is; the mean is recomputed, ~1 ms, rather than cached). About half the encoder
     runs of a sweep, the slow part of each slice; the decoders run on every slice as before, so
     the box pass, the carry and corrections see every slice.
-    Pipeline lever ``interp`` (:mod:`~LiteMedSAMLib.pipeline`); wraps a predictor or a
+    Pipeline levers ``interp`` and ``interpsize`` (the default's: only for boxes at least 16
+    model pixels each way; :mod:`~LiteMedSAMLib.pipeline`); wraps a predictor or a
     :class:`FramedPredictor` and keeps its interface.
     """
 
