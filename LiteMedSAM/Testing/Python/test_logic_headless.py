@@ -102,7 +102,7 @@ def test_default_mode_is_fast_where_the_cpu_runs_bf16_and_segments_as_exact_does
 
 
 def test_the_thin_slice_speed_option_from_a_script(oblique, model):
-    """``pipeline="default+interp"`` with the ROI's own extent: on these 1.3 mm slices the
+    """``pipeline="official+interp"`` with the ROI's own extent: on these 1.3 mm slices the
     sweep encodes every other slice and gives the library's masks for the same voxels,
     slice spacing and pipeline."""
     from LiteMedSAMLib.refinement import RefinementSession
