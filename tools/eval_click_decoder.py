@@ -11,7 +11,10 @@ Per case a few structures are taken, spread over the sizes of its labels (determ
 Prints, per correction, the mean DSC after the box and each click, DSC_AUC / NSD_AUC, the
 clicked slice's time and where the clicks' effect went (voxels made right on the clicked slices
 against a perfect correction of each clicked error region, and on the slices re-propagated from
-them) and how many clicks changed nothing; writes everything to the JSON file.
+them) and how many clicks changed nothing; then the first correction against each other one,
+paired by structure: the difference after the last click and in DSC_AUC with bootstrap 95%
+intervals, resampling structures and then subjects (the shipped example is the MNI152 subject);
+writes everything to the JSON file.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from LiteMedSAMLib.backends import make_predictor  # noqa: E402
 from LiteMedSAMLib.boxes import Box3D  # noqa: E402
 from LiteMedSAMLib.evaluation.clicks import click_auc, error_region, evaluate_clicks  # noqa: E402
+from LiteMedSAMLib.evaluation.statistics import describe_both, paired_difference  # noqa: E402
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL  # noqa: E402
 from LiteMedSAMLib.imageio import read_image, read_label_volume  # noqa: E402
 from LiteMedSAMLib.refinement import RefinementSession  # noqa: E402
@@ -110,20 +114,25 @@ def pick_labels(gt: np.ndarray, count: int, min_voxels: int = 200, box_rule: boo
     return [keep[p][1] for p in positions]
 
 
-def cases(index: Path | None, split: str = "test") -> list[tuple[str, Path, Path, str]]:
-    """``(name, image, label, preset)`` of the index's 3D cases of ``split`` and, for the test
-    split, the shipped example; MR uses the ``mr`` preset (the MR volumes here are uint8, which
-    ``auto`` would leave as is). The train split's volumes trained the click decoder: use them
-    to confirm a rule that does not depend on it (the correction heuristic's), not the decoder."""
+def cases(index: Path | None, split: str = "test") -> list[tuple[str, Path, Path, str, str]]:
+    """``(name, image, label, preset, subject)`` of the index's 3D cases of ``split`` and, for the
+    test split, the shipped example (the index's ``mni152_example``, which it replaces: the same
+    subject); MR uses the ``mr`` preset (the MR volumes here are uint8, which ``auto`` would leave
+    as is). The train split's volumes trained the click decoder: use them to confirm a rule that
+    does not depend on it (the correction heuristic's), not the decoder."""
     found = []
+    example_subject = "shipped_example"
     if index is not None:
         data = json.loads(index.read_text())
         for key, case in data["cases"].items():
-            if case["split"] == split and case.get("dimension") == 3 and key != "mni152_example":
+            if key == "mni152_example":
+                example_subject = case.get("subject", key)
+            elif case["split"] == split and case.get("dimension") == 3:
                 preset = "mr" if case.get("modality") == "MR" else "auto"
-                found.append((key, index.parent / case["image"], index.parent / case["label"], preset))
+                found.append((key, index.parent / case["image"], index.parent / case["label"], preset,
+                              case.get("subject", key)))
     if split == "test":
-        found.append(("shipped_example", Path(EXAMPLE_IMAGE), Path(EXAMPLE_LABEL), "mr"))
+        found.append(("shipped_example", Path(EXAMPLE_IMAGE), Path(EXAMPLE_LABEL), "mr", example_subject))
     return found
 
 
@@ -155,6 +164,24 @@ def summarize(report: dict, corrections: list[str]) -> dict:
                                   for name, c in report["cases"].items() if c["labels"]},
         }
     return summary
+
+
+def differences(report: dict, corrections: list[str]) -> dict:
+    """The first correction against each other one, paired by structure: the DSC after the last
+    click and DSC_AUC, each as :func:`~LiteMedSAMLib.evaluation.statistics.paired_difference`
+    with structures resampled and with subjects resampled (a report without subjects counts
+    each case as one)."""
+    entries = [(c.get("subject", name), e) for name, c in report["cases"].items() for e in c["labels"].values()]
+    first = corrections[0]
+    out = {}
+    for other in corrections[1:]:
+        out[other] = {}
+        for key, value in (("after_last_click", lambda r: r["dsc"][-1]), ("dsc_auc", lambda r: r["dsc_auc"])):
+            a = [value(e[first]) for _, e in entries]
+            b = [value(e[other]) for _, e in entries]
+            out[other][key] = {"by_structure": paired_difference(a, b).as_dict(),
+                               "by_subject": paired_difference(a, b, groups=[s for s, _ in entries]).as_dict()}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     report["mode"] = predictor.mode
     if args.embedding_cache is not None:
         predictor.encoder = DiskCachedEncoder(predictor.encoder, args.embedding_cache, predictor.mode)
-    for name, image_path, label_path, preset in cases(args.index, args.split):
+    for name, image_path, label_path, preset, subject in cases(args.index, args.split):
         array = sitk.GetArrayFromImage(read_image(image_path))
         gt, spacing = read_label_volume(label_path)
         labels = pick_labels(gt, args.labels_per_case, box_rule=args.box_rule)
@@ -207,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 predictor.embedding(z)
             print(f"{name}: encoded {len(zs)} slices in {time.perf_counter() - start:.0f} s", flush=True)
             continue
-        report["cases"][name] = {"labels": {}, "preset": preset, "image": str(image_path)}
+        report["cases"][name] = {"labels": {}, "preset": preset, "image": str(image_path), "subject": subject}
         for label in labels:
             entry = {}
             for correction in args.corrections:
@@ -245,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name[:24]:<24}" + "".join(f"{summary[c]['last_dsc_per_case'][name]:20.4f}"
                                          for c in args.corrections))
     report["summary"] = summary
+    if len(args.corrections) > 1 and any(c["labels"] for c in report["cases"].values()):
+        report["differences"] = differences(report, args.corrections)
+        print(f"{args.corrections[0]} minus each other correction, paired by structure (bootstrap 95% intervals, "
+              "resampling structures; then subjects)")
+        for other, parts in report["differences"].items():
+            for key, what in (("after_last_click", "after the last click"), ("dsc_auc", "DSC_AUC")):
+                print(f"  {other}, {what}: " + describe_both(parts[key]["by_structure"], parts[key]["by_subject"]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1, default=float))
     return 0

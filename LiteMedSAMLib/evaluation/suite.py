@@ -50,6 +50,7 @@ from scipy import ndimage
 
 from ..errors import LiteMedSAMError
 from .metrics import dice, normalized_surface_dice
+from .statistics import describe_both, paired_difference
 
 OFFICIAL = "official"
 MIN_VOXELS = 27
@@ -98,6 +99,7 @@ class SuiteCase:
     labels_are_model_output: bool
     source: str = ""
     license: str = ""
+    subject: str = ""  # the person or specimen imaged: structures of one subject are not independent
 
 
 def read_index(data_dir: str | Path | None = None, *, split: str = "test",
@@ -132,7 +134,7 @@ def read_index(data_dir: str | Path | None = None, *, split: str = "test",
             dimension=int(e["dimension"]), split=e["split"], image=folder / e["image"],
             label=folder / e["label"], labels={int(k): v for k, v in e["labels"].items()},
             labels_are_model_output=bool(e.get("labels_are_model_output", False)),
-            source=e.get("source", ""), license=e.get("license", "")))
+            source=e.get("source", ""), license=e.get("license", ""), subject=e.get("subject", case_id)))
     if datasets:
         known = {c.dataset for c in cases} | {c.case_id for c in cases}
         unknown = sorted(set(datasets) - known)
@@ -399,8 +401,8 @@ def run_suite(data_dir: str | Path | None = None, *, pipelines: Sequence[str] = 
                                  max_slices=max_slices)
         loaded, eligible, skipped, preset = chosen.loaded, chosen.structures, chosen.skipped, chosen.preset
         entry = {
-            "case": case.case_id, "dataset": case.dataset, "modality": case.modality,
-            "dimension": case.dimension, "preset": preset,
+            "case": case.case_id, "dataset": case.dataset, "subject": case.subject,
+            "modality": case.modality, "dimension": case.dimension, "preset": preset,
             "labels_are_model_output": case.labels_are_model_output,
             "slices": [int(v) for v in loaded.z_range] if loaded.z_range else None,
             "skipped": [{"label": s.value, "name": s.name, "reason": s.skip} for s in skipped],
@@ -518,7 +520,30 @@ def summarize(report: dict) -> dict:
         for key in ("dsc", "nsd", "dataset_mean_dsc", "dataset_mean_nsd", "volume_dsc", "volume_nsd"):
             if out_overall[n][key] is not None and ref[key] is not None:
                 out_overall[n][f"{key}_minus_official"] = out_overall[n][key] - ref[key]
-    return {"datasets": out_datasets, "overall": out_overall}
+    return {"datasets": out_datasets, "overall": out_overall, "differences": _differences(report)}
+
+
+def _differences(report: dict) -> dict:
+    """Per pipeline, its paired DSC difference to the official one with bootstrap intervals
+    (:func:`~LiteMedSAMLib.evaluation.statistics.paired_difference`): over all structures and
+    over those of 3-D volumes, each with structures resampled and with subjects resampled (a
+    report written before subjects were recorded counts each case as its own subject)."""
+    names = report["pipelines"]
+    rows = [(case.get("subject") or case["case"], case.get("dimension", 3), row)
+            for case in report["cases"] for row in case["structures"]]
+    out = {}
+    for n in names[1:]:
+        out[n] = {}
+        for key, keep in (("structures", lambda dim: True), ("volume_structures", lambda dim: dim == 3)):
+            chosen = [(subject, row) for subject, dim, row in rows if keep(dim)
+                      and row["metrics"][n].get("dsc") is not None and row["metrics"][OFFICIAL].get("dsc") is not None]
+            if not chosen:
+                continue
+            a = [row["metrics"][n]["dsc"] for _, row in chosen]
+            b = [row["metrics"][OFFICIAL]["dsc"] for _, row in chosen]
+            out[n][key] = {"by_structure": paired_difference(a, b).as_dict(),
+                           "by_subject": paired_difference(a, b, groups=[s for s, _ in chosen]).as_dict()}
+    return out
 
 
 def _fmt(v: float | None, signed: bool = False) -> str:
@@ -576,6 +601,17 @@ def format_report(report: dict, per_structure: bool = True) -> str:
     if 0 < volumes < overall[OFFICIAL]["structures"]:  # 2-D images too: say what the 3-D ones give
         lines.append(values({n: {"dsc": overall[n]["volume_dsc"], "nsd": overall[n]["volume_nsd"]}
                              for n in names}, f"structures of 3-D volumes ({volumes})", 30))
+    differences = summary.get("differences", {})
+    if any(differences.values()):
+        lines += ["", "DSC minus the official's, paired by structure (bootstrap 95% intervals, resampling "
+                  "structures; then resampling subjects)"]
+        for n, parts in differences.items():
+            for key, what in (("structures", "all structures"), ("volume_structures", "3-D volumes")):
+                if key not in parts or (key == "volume_structures"
+                                        and not 0 < volumes < overall[OFFICIAL]["structures"]):
+                    continue
+                lines.append(f"{n + ', ' + what:<30}"
+                             + describe_both(parts[key]["by_structure"], parts[key]["by_subject"]))
     agreeing = [n for n in names if "dsc_vs_model" in overall[n]]
     if agreeing:
         main = report.get("model") or "the default model"

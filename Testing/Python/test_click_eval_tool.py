@@ -4,6 +4,7 @@ heuristic baseline's session, and its summary over structures."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,36 @@ def test_the_embedding_cache_keeps_each_mode_apart(tmp_path):
     assert exact(image)[0, 0] == 1.0 and fast(image)[0, 0] == 2.0 and calls == [1.0, 2.0]
     assert exact(image)[0, 0] == 1.0 and fast(image)[0, 0] == 2.0 and calls == [1.0, 2.0]  # from disk
     assert sorted(p.name.endswith("-fast.pt") for p in tmp_path.iterdir()) == [False, True]
+
+
+def test_corrections_are_compared_paired_by_structure_and_by_subject(tmp_path):
+    """The first correction against each other one: the difference after the last click and in
+    DSC_AUC, with intervals resampling structures and subjects; the shipped example counts as
+    the index's MNI152 subject, which it replaces."""
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"cases": {
+        "ct": {"split": "test", "dimension": 3, "modality": "CT", "image": "ct/i.nii.gz", "label": "ct/l.nii.gz",
+               "subject": "patient1"},
+        "ct_spine": {"split": "test", "dimension": 3, "modality": "CT", "image": "s/i.nii.gz", "label": "s/l.nii.gz",
+                     "subject": "patient1"},
+        "mni152_example": {"split": "test", "dimension": 3, "modality": "MR", "image": "m/i.nii.gz",
+                           "label": "m/l.nii.gz", "subject": "mni152"},
+        "train": {"split": "train", "dimension": 3, "modality": "MR", "image": "t/i.nii.gz", "label": "t/l.nii.gz"}}}))
+    found = {name: (preset, subject) for name, _, _, preset, subject in tool.cases(index, "test")}
+    assert found == {"ct": ("auto", "patient1"), "ct_spine": ("auto", "patient1"),
+                     "shipped_example": ("mr", "mni152")}
+
+    def entry(trained, edit):
+        return {"trained-edit": {"dsc": [0.5, trained], "dsc_auc": trained},
+                "edit": {"dsc": [0.5, edit], "dsc_auc": edit}}
+
+    report = {"cases": {
+        "ct": {"subject": "patient1", "labels": {"1": entry(0.8, 0.7), "2": entry(0.6, 0.6)}},
+        "ct_spine": {"subject": "patient1", "labels": {"3": entry(0.7, 0.65)}},
+        "shipped_example": {"subject": "mni152", "labels": {"1": entry(0.9, 0.95), "2": entry(0.85, 0.8)}}}}
+    d = tool.differences(report, ["trained-edit", "edit"])["edit"]
+    last = d["after_last_click"]["by_structure"]
+    assert last["mean"] == pytest.approx((0.1 + 0 + 0.05 - 0.05 + 0.05) / 5)
+    assert (last["samples"], last["higher"], last["lower"]) == (5, 3, 1)
+    assert d["after_last_click"]["by_subject"]["groups"] == 2  # two CT cases, one patient
+    assert d["dsc_auc"]["by_structure"]["mean"] == pytest.approx(last["mean"])

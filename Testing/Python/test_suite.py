@@ -137,6 +137,7 @@ def test_run_suite_on_a_tiny_case_scores_report_and_plot(tmp_path, example):
     assert report["pipelines"] == ["official"]
     (case,) = report["cases"]
     assert case["preset"] == "mr" and not case["labels_are_model_output"]
+    assert case["subject"] == "tiny"  # an index without subjects: each case is its own
     rows = case["structures"]
     assert [r["name"] for r in rows] == list(names.values())
     for r in rows:  # each label spans all 4 slices: its 3D bounding box
@@ -191,6 +192,16 @@ def test_summary_and_table_compare_each_pipeline_with_the_official_one(tmp_path)
     assert "ct* (2)" in text  # model-output datasets are marked
     liver = next(line for line in text.splitlines() if "a* / liver" in line)
     assert "+0.200" in liver
+    # paired differences with intervals: +0.2, 0, -0.1 on the volumes, +0.4 on the nucleus
+    paired = summary["differences"]["default"]
+    every, volumes_only = paired["structures"]["by_structure"], paired["volume_structures"]["by_structure"]
+    assert every["mean"] == pytest.approx(0.125) and (every["higher"], every["lower"], every["samples"]) == (2, 1, 4)
+    assert every["low"] is None  # 4 structures: too few for an interval (test_statistics has them)
+    assert volumes_only["mean"] == pytest.approx(0.1 / 3) and volumes_only["samples"] == 3
+    assert paired["structures"]["by_subject"]["groups"] == 3  # no subjects recorded: the cases a, b, c
+    line = next(line for line in text.splitlines() if line.startswith("default, all structures"))
+    assert line.endswith("+0.125 (no interval from 4 structures; 2 higher, 1 lower of 4 structures); "
+                         "3 subject(s), too few for an interval")
     suite.plot_report(report, tmp_path / "p.png")
     assert (tmp_path / "p.png").exists()
 
