@@ -11,10 +11,10 @@ Per case a few structures are taken, spread over the sizes of its labels (determ
 Prints, per correction, the mean DSC after the box and each click, DSC_AUC / NSD_AUC, the
 clicked slice's time and where the clicks' effect went (voxels made right on the clicked slices
 against a perfect correction of each clicked error region, and on the slices re-propagated from
-them) and how many clicks changed nothing; then the first correction against each other one,
-paired by structure: the difference after the last click and in DSC_AUC with bootstrap 95%
-intervals, resampling structures and then subjects (the shipped example is the MNI152 subject);
-writes everything to the JSON file.
+them) and how many clicks changed nothing; each click against the step before it; then the
+first correction against each other one, paired by structure: the difference after the last
+click and in DSC_AUC with bootstrap 95% intervals, resampling structures and then subjects (the
+shipped example is the MNI152 subject); writes everything to the JSON file.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from LiteMedSAMLib.backends import make_predictor  # noqa: E402
 from LiteMedSAMLib.boxes import Box3D  # noqa: E402
 from LiteMedSAMLib.evaluation.clicks import click_auc, error_region, evaluate_clicks  # noqa: E402
-from LiteMedSAMLib.evaluation.statistics import describe_both, paired_difference  # noqa: E402
+from LiteMedSAMLib.evaluation.statistics import PairedDifference, describe_both, paired_difference  # noqa: E402
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL  # noqa: E402
 from LiteMedSAMLib.imageio import read_image, read_label_volume  # noqa: E402
 from LiteMedSAMLib.refinement import RefinementSession  # noqa: E402
@@ -166,6 +166,16 @@ def summarize(report: dict, corrections: list[str]) -> dict:
     return summary
 
 
+def click_steps(report: dict, correction: str) -> list[dict]:
+    """Each click against the step before it (the box, then each click), paired by structure:
+    the issue's "higher after every click than before it, on average", with how many structures
+    rose and fell and a bootstrap interval over structures
+    (:func:`~LiteMedSAMLib.evaluation.statistics.paired_difference`)."""
+    rows = [e[correction]["dsc"] for c in report["cases"].values() for e in c["labels"].values()]
+    return [paired_difference([r[k] for r in rows], [r[k - 1] for r in rows]).as_dict()
+            for k in range(1, len(rows[0]))] if rows else []
+
+
 def differences(report: dict, corrections: list[str]) -> dict:
     """The first correction against each other one, paired by structure: the DSC after the last
     click and DSC_AUC, each as :func:`~LiteMedSAMLib.evaluation.statistics.paired_difference`
@@ -272,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name[:24]:<24}" + "".join(f"{summary[c]['last_dsc_per_case'][name]:20.4f}"
                                          for c in args.corrections))
     report["summary"] = summary
+    report["click_steps"] = {c: click_steps(report, c) for c in args.corrections}
+    print("each click minus the step before it, paired by structure (bootstrap 95% intervals)")
+    for correction, steps in report["click_steps"].items():
+        for k, step in enumerate(steps, 1):
+            print(f"  {correction}, click {k}: {PairedDifference(**step).describe()}")
     if len(args.corrections) > 1 and any(c["labels"] for c in report["cases"].values()):
         report["differences"] = differences(report, args.corrections)
         print(f"{args.corrections[0]} minus each other correction, paired by structure (bootstrap 95% intervals, "
