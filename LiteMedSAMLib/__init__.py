@@ -2,9 +2,14 @@
 
 Runs without Slicer or Qt. Typical use::
 
+    from LiteMedSAMLib import segment_image
+    masks, predictor = segment_image(sitk_image, [(x0, y0, z0, x1, y1, z1)], preset="ct")
+
+or, keeping one predictor for many boxes::
+
     from LiteMedSAMLib import load_model, VolumePredictor, segment_volume
     predictor = VolumePredictor(load_model("litemedsam"))
-    predictor.set_volume(array_zyx, preset="ct")
+    predictor.set_volume(array_zyx, preset="ct", slice_spacing=spacing_mm)
     masks = segment_volume(predictor, [(x0, y0, z0, x1, y1, z1)])
 
 Heavy imports (torch) happen when the model or predictor modules are used, so that
@@ -25,7 +30,8 @@ _LAZY = {
     "VolumePredictor": "predictor", "SlicePrediction": "predictor",
     "segment_volume": "propagation", "segment_slice": "propagation",
     "SegmentationCancelled": "errors",
-    "Box3D": "boxes",
+    "Box3D": "boxes", "SliceBox": "boxes",
+    "segment_image": "segmentation",
     "RefinementSession": "refinement", "Prompt": "refinement",
     "evaluate_clicks": "evaluation.clicks", "next_click": "evaluation.clicks",
 }

@@ -288,6 +288,14 @@ class Pipeline:
             return True
         return slice_spacing is not None and slice_spacing <= self.carry_max_spacing
 
+    def needs_spacing(self, start_2d: bool = False) -> bool:
+        """Whether a lever of a sweep from a 3D box (or, ``start_2d``, a box on one slice)
+        depends on the volume's slice spacing (the carry and the interpolation, on thin slices
+        only): where the spacing is unknown they stay off."""
+        carry = self.carry and self.carry_max_spacing > 0 and (
+            not start_2d or self.carry_2d_starts or self.carry_2d_span)
+        return carry or (self.interpolate and not start_2d)
+
     @property
     def is_official(self) -> bool:
         """True when nothing is added: masks identical to the official script."""

@@ -132,6 +132,7 @@ class VolumePredictor:
         self.mapping: IntensityMapping | None = None
         self.is_rgb = False
         self.slice_spacing: float | None = None  # mm between slices, when the caller knows it
+        self.spacing_noted = False  # whether a session said that the unknown spacing turns levers off
         self.encoder_runs = 0  # how many slices were encoded: lets tests and benchmarks see cache hits
 
     # ----------------------------------------------------------------------------- set-up
@@ -151,6 +152,7 @@ class VolumePredictor:
         self.mapping = intensity_mapping(volume, "none" if rgb else preset, None if rgb else window)
         self._volume, self.is_rgb = volume, rgb
         self.slice_spacing = None if slice_spacing is None else float(slice_spacing)
+        self.spacing_noted = False
         self._cache.clear()
 
     @property

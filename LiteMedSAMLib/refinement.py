@@ -83,6 +83,7 @@ neighbour's logits as the mask prompt (:mod:`~LiteMedSAMLib.pipeline`).
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -101,6 +102,8 @@ from .preprocessing import (
     resize_longest_side,
 )
 from .propagation import CancelCheck, middle_slice, sweep_order
+
+log = logging.getLogger(__name__)
 
 SCRIBBLE_POINTS = 8
 """How many points a scribble gives the prompt encoder (evenly spaced along its stroke)."""
@@ -281,6 +284,7 @@ class RefinementSession:
         # the box pass carries too (pipeline lever "carry", for a model with a click decoder):
         # each slice's logits into the next
         spacing = getattr(predictor, "slice_spacing", None)
+        _note_unknown_spacing(predictor, self.pipeline, self.box, self._start_2d)
         has_decoder = has_click_decoder(getattr(predictor, "model", None))
         self._carry_box_pass = (self.pipeline.carries(spacing, start_2d=self._start_2d)
                                 and has_decoder)
@@ -909,6 +913,21 @@ class RefinementSession:
                 break  # a carried slice came out as before: the rest would (nearly) too
             touched = True
         return changed
+
+
+def _note_unknown_spacing(predictor, pipeline, box: Box3D, start_2d: bool) -> None:
+    """Say once per volume when the pipeline's thin-slice levers stay off because nobody told the
+    predictor its slice spacing (``set_volume(..., slice_spacing=)``; the command line, batch runs
+    and the Slicer module always do): a script would otherwise get a less accurate default than
+    the command line on the same image, without knowing why."""
+    base = getattr(predictor, "base", predictor)
+    if (getattr(predictor, "slice_spacing", None) is not None or len(box.z_range) < 2
+            or not pipeline.needs_spacing(start_2d) or getattr(base, "spacing_noted", True)):
+        return
+    base.spacing_noted = True
+    log.warning("the volume's slice spacing is unknown, so the %s pipeline's thin-slice levers (the carry "
+                "of each slice into the next, the interpolation of every other slice) stay off; pass "
+                "slice_spacing (mm) to set_volume() for them", pipeline.name)
 
 
 def object_ended(mask: np.ndarray, neighbour: np.ndarray, pipeline) -> bool:

@@ -472,3 +472,36 @@ def test_the_default_interpolates_thin_slices_only_for_boxes_4_embedding_cells_w
     truth = (label == 1)[LOBE.z0:LOBE.z1 + 1]
     ours, theirs = (dice(m[LOBE.z0:LOBE.z1 + 1], truth) for m in (mask, every))
     assert ours > 0.6 and abs(ours - theirs) < 0.03  # the temporal lobe, as with every slice encoded
+
+
+def test_a_script_that_leaves_out_the_slice_spacing_is_told_once_per_volume(model, example, caplog):
+    """The default's thin-slice levers (the carry, the interpolation) need the volume's slice
+    spacing; a script that calls ``set_volume`` without it gets neither, and a warning that says
+    so, once per volume (the command line, batch runs and the Slicer module always pass it)."""
+    import logging
+
+    from LiteMedSAMLib.boxes import SliceBox
+    from LiteMedSAMLib.pipeline import get_pipeline
+
+    assert get_pipeline("default").needs_spacing() and not get_pipeline("default").needs_spacing(start_2d=True)
+    assert not get_pipeline("official").needs_spacing(start_2d=False)
+    assert not get_pipeline("default+carry+allslices").needs_spacing()  # carry at any spacing, no interpolation
+    assert get_pipeline("default+carryspan").needs_spacing(start_2d=True)
+
+    image, _, _ = example
+
+    def warnings_for(predictor, box, pipeline="default"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="LiteMedSAMLib"):
+            RefinementSession(predictor, box, pipeline=pipeline, corrections=False)
+        return [r.getMessage() for r in caplog.records if "slice spacing is unknown" in r.getMessage()]
+
+    p = VolumePredictor(model)
+    p.set_volume(image, preset="mr")
+    (message,) = warnings_for(p, LOBE)
+    assert "pass slice_spacing (mm) to set_volume()" in message
+    assert warnings_for(p, LOBE) == []  # once per volume
+    assert warnings_for(p, SliceBox(11, 14, 79, 62, 130)) == []  # nothing of a 2D start needs it
+    p.set_volume(image, preset="mr")  # a new volume: said again
+    assert warnings_for(p, SliceBox(11, 14, 79, 62, 130)) == [] and len(warnings_for(p, LOBE)) == 1
+    assert warnings_for(_interp_predictor(model, image, 1.0), LOBE) == []
