@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from LiteMedSAMLib.errors import LiteMedSAMError
-from LiteMedSAMLib.evaluation.statistics import PairedDifference, describe_both, paired_difference
+from LiteMedSAMLib.evaluation.statistics import PairedDifference, describe_both, paired_difference, paired_ratio
 
 
 def test_a_clear_gain_has_an_interval_around_it_that_leaves_zero_out():
@@ -76,3 +76,21 @@ def test_degenerate_inputs_give_a_point_or_no_interval_and_say_so():
 def test_bad_input_is_named(a, b, groups, message):
     with pytest.raises(LiteMedSAMError, match=message):
         paired_difference(a, b, groups=groups)
+
+
+def test_a_ratio_of_means_gets_an_interval_from_the_pairs_resampled_together():
+    """How sure "the 2D start reaches 0.95 of the 3D box" is: mean(a) / mean(b) with the pairs
+    (or subjects) resampled together."""
+    rng = np.random.default_rng(7)
+    b = rng.uniform(0.5, 0.9, 30)
+    a = 0.9 * b + rng.normal(0, 0.02, 30)
+    r = paired_ratio(a, b)
+    assert r.ratio == pytest.approx(a.sum() / b.sum()) and r.low < r.ratio < r.high
+    assert r.low < 0.9 < r.high < 0.95 and (r.samples, r.groups) == (30, 30)
+    assert r.describe().startswith(f"{r.ratio:.3f} (95% CI {r.low:.3f} to {r.high:.3f} over 30 structures")
+    by_subject = paired_ratio(a, b, groups=np.repeat(range(6), 5))
+    assert by_subject.ratio == pytest.approx(r.ratio) and by_subject.groups == 6
+    assert "over 6 subjects" in by_subject.describe()
+    assert paired_ratio(a[:3], b[:3]).low is None
+    with pytest.raises(LiteMedSAMError, match="positive mean"):
+        paired_ratio([0.1, 0.2], [0.0, 0.0])
