@@ -53,7 +53,8 @@ class PairedDifference:
         return asdict(self)
 
     def describe(self, unit: str = "structures") -> str:
-        """One line: ``+0.104 (95% CI +0.071 to +0.139 over 6 subjects; 30 higher, 5 lower of 43)``."""
+        """One line: ``+0.104 (95% CI +0.066 to +0.172; 32 higher, 5 lower of 43 structures)``
+        (with ``over N subjects`` after the interval where subjects were resampled)."""
         if self.low is None:
             interval = f"no interval from {self.groups} {'subjects' if self.groups != self.samples else unit}"
         else:
@@ -106,7 +107,7 @@ class PairedRatio:
         return asdict(self)
 
     def describe(self) -> str:
-        """One line: ``0.903 (95% CI 0.845 to 0.958 over 23 structures)``."""
+        """One line: ``0.903 (95% CI 0.801 to 0.998 over 23 structures)``."""
         unit = "subjects" if self.groups != self.samples else "structures"
         if self.low is None:
             return f"{self.ratio:.3f} (no interval from {self.groups} {unit})"
