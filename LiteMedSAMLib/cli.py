@@ -313,6 +313,10 @@ def cmd_evaluate_clicks(args: argparse.Namespace) -> int:
     auc = report["auc"]["mean"]
     print(f"correction {report['correction']}: DSC_AUC {auc['dsc_auc']:.4f} NSD_AUC {auc['nsd_auc']:.4f} "
           f"(mean over labels; area under the click steps, at most {max(args.clicks - 1, 0)})")
+    from .evaluation.statistics import PairedDifference
+
+    for k, step in enumerate(report["click_steps"], start=1):
+        print(f"click {k} against the step before it, DSC: {PairedDifference(**step).describe('labels')}")
     return 0
 
 

@@ -32,6 +32,7 @@ from ..errors import LiteMedSAMError
 from ..predictor import VolumePredictor
 from ..refinement import RefinementSession
 from .metrics import dice, normalized_surface_dice
+from .statistics import paired_difference
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,10 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
     Returns a JSON-ready dict: per label the steps (after the box, then each click) with DSC,
     NSD, the click and how many slices changed; ``mean`` holds the mean DSC and NSD per step
     over labels (a label that became perfect early keeps its last scores); ``auc`` the
-    challenge's DSC_AUC and NSD_AUC (:func:`click_auc`) per label and their means.
+    challenge's DSC_AUC and NSD_AUC (:func:`click_auc`) per label and their means;
+    ``click_steps`` each click's DSC change over the step before it, paired over labels
+    (:func:`~LiteMedSAMLib.evaluation.statistics.paired_difference`: the mean change, how many
+    labels rose and fell, an interval from 5 labels on).
     """
     import SimpleITK as sitk
 
@@ -299,9 +303,13 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
     auc = {label: {f"{key}_auc": click_auc([padded[key][i][j] for j in range(n)]) for key in ("dsc", "nsd")}
            for i, label in enumerate(results)}
     auc_mean = {f"{key}_auc": float(np.mean([a[f"{key}_auc"] for a in auc.values()])) for key in ("dsc", "nsd")}
+    # each click against the step before it, paired over labels: how many rose and fell (and,
+    # with 5 labels or more, an interval), not only whether the mean did
+    steps = [paired_difference([r[k] for r in padded["dsc"]], [r[k - 1] for r in padded["dsc"]]).as_dict()
+             for k in range(1, n)]
     return {"image": str(image_path), "ground_truth": str(gt_path), "clicks": clicks,
             "correction": correction, "mask_prompt": mask_prompt, "edge_cut": edge_cut, "scribbles": scribbles,
             "pipeline": get_pipeline(pipeline).name, "tolerance_mm": tolerance_mm,
             "mode": predictor.mode, "preset": predictor.mapping.kind, "labels": results,
             "mean": {key: [float(np.mean(col)) for col in zip(*rows)] for key, rows in padded.items()},
-            "auc": {"labels": auc, "mean": auc_mean}}
+            "auc": {"labels": auc, "mean": auc_mean}, "click_steps": steps}

@@ -56,12 +56,12 @@ class PairedDifference:
         """One line: ``+0.104 (95% CI +0.066 to +0.172; 32 higher, 5 lower of 43 structures)``
         (with ``over N subjects`` after the interval where subjects were resampled)."""
         if self.low is None:
-            interval = f"no interval from {self.groups} {'subjects' if self.groups != self.samples else unit}"
+            interval = f"no interval from {_count(self.groups, 'subjects' if self.groups != self.samples else unit)}"
         else:
             over = f" over {self.groups} subjects" if self.groups != self.samples else ""
             interval = f"{self.confidence:.0%} CI {self.low:+.3f} to {self.high:+.3f}{over}"
         return (f"{self.mean:+.3f} ({interval}; {self.higher} higher, {self.lower} lower "
-                f"of {self.samples} {unit})")
+                f"of {_count(self.samples, unit)})")
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], *, groups: Sequence | None = None,
@@ -186,3 +186,8 @@ def describe_both(by_structure: dict | PairedDifference, by_subject: dict | Pair
     subjects = (f"{grouped.low:+.3f} to {grouped.high:+.3f} over {grouped.groups} subjects"
                 if grouped.low is not None else f"{grouped.groups} subject(s), too few for an interval")
     return f"{plain.describe(unit)}; {subjects}"
+
+
+def _count(n: int, plural: str) -> str:
+    """``"1 label"``, ``"3 labels"`` (a plural ending in s)."""
+    return f"{n} {plural[:-1] if n == 1 and plural.endswith('s') else plural}"

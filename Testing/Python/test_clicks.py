@@ -4,6 +4,7 @@ real example (the README's refinement table comes from the same code)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -95,6 +96,10 @@ def test_evaluate_clicks_command(small_case, capsys):
     dsc = [s["dsc"] for s in steps]
     assert dsc[2] >= dsc[1] >= dsc[0] and dsc[2] > dsc[0] + 0.02  # clicks help on this case
     assert report["mean"]["dsc"] == pytest.approx(dsc)
+    # each click against the step before it, over labels (one label here: no interval)
+    first, second = report["click_steps"]
+    assert first["mean"] == pytest.approx(dsc[1] - dsc[0]) and first["samples"] == 1 and first["low"] is None
+    assert (second["higher"], second["lower"]) == ((1, 0) if dsc[2] > dsc[1] + 0.0005 else (0, 0))
     assert all(0.0 <= s["nsd"] <= 1.0 for s in steps)
     assert steps[1]["click"]["positive"] and steps[1]["changed_slices"] >= 1
     assert report["correction"] == "edit" and report["edge_cut"] is True
@@ -146,6 +151,8 @@ def test_evaluate_clicks_prints_its_table(small_case, capsys):
     label_row = dsc_rows[2].split()
     assert label_row[:2] == ["label", "2"] and float(label_row[3]) > float(label_row[2])
     assert "correction edit: DSC_AUC" in out
+    assert re.search(r"click 1 against the step before it, DSC: \+0\.\d{3} "
+                     r"\(no interval from 1 label; 1 higher, 0 lower of 1 label\)", out)
 
 
 def test_evaluate_clicks_errors(small_case, tmp_path, capsys):
