@@ -631,10 +631,24 @@ def format_report(report: dict, per_structure: bool = True) -> str:
     return "\n".join(lines)
 
 
+def _legend_label(name: str, differences: dict) -> str:
+    """A pipeline's legend entry: its name, and its mean DSC difference to the official one
+    with the interval over structures where the summary has them."""
+    d = differences.get(name, {}).get("structures", {}).get("by_structure")
+    if not d:
+        return name
+    label = f"{name}\nDSC {d['mean']:+.3f} vs official"
+    if d["low"] is not None:
+        label += f"\n(95% CI {d['low']:+.3f} to {d['high']:+.3f},\n{d['samples']} structures)"
+    return label
+
+
 def plot_report(report: dict, path: str | Path) -> None:
     """Per-structure DSC, one row per structure, one marker per pipeline (official in black).
 
-    Cases with more than 30 objects (nuclei) get one row with their mean.
+    Cases with more than 30 objects (nuclei) get one row with their mean. Each other pipeline's
+    legend entry gives its mean DSC difference to the official one with the bootstrap interval
+    over structures (the report's ``summary``, when it has one).
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -656,11 +670,12 @@ def plot_report(report: dict, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.24 * len(rows)))
     y = np.arange(len(rows))[::-1]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    differences = report.get("summary", {}).get("differences", {})
     for i, n in enumerate(names):
         xs = [r[1][n] for r in rows]
         style = dict(color="black", marker="o", s=30, zorder=3) if n == OFFICIAL else \
             dict(color=colors[i % len(colors)], marker="D", s=22, zorder=4)
-        ax.scatter(xs, y, label=n, **style)
+        ax.scatter(xs, y, label=_legend_label(n, differences), **style)
     for yy, (_, m) in zip(y, rows):
         vals = [m[n] for n in names]
         ax.plot([min(vals), max(vals)], [yy, yy], color="0.75", lw=1, zorder=1)

@@ -202,6 +202,12 @@ def test_summary_and_table_compare_each_pipeline_with_the_official_one(tmp_path)
     line = next(line for line in text.splitlines() if line.startswith("default, all structures"))
     assert line.endswith("+0.125 (no interval from 4 structures; 2 higher, 1 lower of 4 structures); "
                          "3 subject(s), too few for an interval")
+    # the figure's legend says the same (the interval only where there is one)
+    assert suite._legend_label("default", summary["differences"]) == "default\nDSC +0.125 vs official"
+    assert suite._legend_label("official", summary["differences"]) == "official"
+    with_interval = {"default": {"structures": {"by_structure": {"mean": 0.104, "low": 0.066, "high": 0.172,
+                                                                   "samples": 43}}}}
+    assert suite._legend_label("default", with_interval).endswith("(95% CI +0.066 to +0.172,\n43 structures)")
     suite.plot_report(report, tmp_path / "p.png")
     assert (tmp_path / "p.png").exists()
 
