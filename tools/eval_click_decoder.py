@@ -33,8 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LiteMedSAMLib.backends import make_predictor  # noqa: E402
 from LiteMedSAMLib.boxes import Box3D  # noqa: E402
-from LiteMedSAMLib.evaluation.clicks import click_auc, error_region, evaluate_clicks  # noqa: E402
-from LiteMedSAMLib.evaluation.statistics import PairedDifference, describe_both, paired_difference  # noqa: E402
+from LiteMedSAMLib.evaluation.clicks import click_auc, click_steps, error_region, evaluate_clicks  # noqa: E402
+from LiteMedSAMLib.evaluation.statistics import (  # noqa: E402
+    PairedDifference,
+    by_structure_and_subject,
+    describe_both,
+)
 from LiteMedSAMLib.example import EXAMPLE_IMAGE, EXAMPLE_LABEL  # noqa: E402
 from LiteMedSAMLib.imageio import read_image, read_label_volume  # noqa: E402
 from LiteMedSAMLib.refinement import RefinementSession  # noqa: E402
@@ -166,14 +170,11 @@ def summarize(report: dict, corrections: list[str]) -> dict:
     return summary
 
 
-def click_steps(report: dict, correction: str) -> list[dict]:
-    """Each click against the step before it (the box, then each click), paired by structure:
-    the issue's "higher after every click than before it, on average", with how many structures
-    rose and fell and a bootstrap interval over structures
-    (:func:`~LiteMedSAMLib.evaluation.statistics.paired_difference`)."""
-    rows = [e[correction]["dsc"] for c in report["cases"].values() for e in c["labels"].values()]
-    return [paired_difference([r[k] for r in rows], [r[k - 1] for r in rows]).as_dict()
-            for k in range(1, len(rows[0]))] if rows else []
+def click_steps_of(report: dict, correction: str) -> list[dict]:
+    """Each click of ``correction`` against the step before it over every structure of
+    ``report`` (:func:`~LiteMedSAMLib.evaluation.clicks.click_steps`): the issue's "higher after
+    every click than before it, on average", with how many structures rose and fell."""
+    return click_steps([e[correction]["dsc"] for c in report["cases"].values() for e in c["labels"].values()])
 
 
 def differences(report: dict, corrections: list[str]) -> dict:
@@ -189,8 +190,7 @@ def differences(report: dict, corrections: list[str]) -> dict:
         for key, value in (("after_last_click", lambda r: r["dsc"][-1]), ("dsc_auc", lambda r: r["dsc_auc"])):
             a = [value(e[first]) for _, e in entries]
             b = [value(e[other]) for _, e in entries]
-            out[other][key] = {"by_structure": paired_difference(a, b).as_dict(),
-                               "by_subject": paired_difference(a, b, groups=[s for s, _ in entries]).as_dict()}
+            out[other][key] = by_structure_and_subject(a, b, [s for s, _ in entries])
     return out
 
 
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name[:24]:<24}" + "".join(f"{summary[c]['last_dsc_per_case'][name]:20.4f}"
                                          for c in args.corrections))
     report["summary"] = summary
-    report["click_steps"] = {c: click_steps(report, c) for c in args.corrections}
+    report["click_steps"] = {c: click_steps_of(report, c) for c in args.corrections}
     print("each click minus the step before it, paired by structure (bootstrap 95% intervals)")
     for correction, steps in report["click_steps"].items():
         for k, step in enumerate(steps, 1):
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
               "resampling structures; then subjects)")
         for other, parts in report["differences"].items():
             for key, what in (("after_last_click", "after the last click"), ("dsc_auc", "DSC_AUC")):
-                print(f"  {other}, {what}: " + describe_both(parts[key]["by_structure"], parts[key]["by_subject"]))
+                print(f"  {other}, {what}: " + describe_both(**parts[key]))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1, default=float))
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LiteMedSAMLib.errors import LiteMedSAMError  # noqa: E402
-from LiteMedSAMLib.evaluation.statistics import paired_ratio  # noqa: E402
+from LiteMedSAMLib.evaluation.statistics import by_structure_and_subject, paired_ratio  # noqa: E402
 
 GOAL = 0.95
 
@@ -61,8 +61,7 @@ def summarize(rows: list[dict]) -> dict:
         if not chosen:
             continue
         a, b = [r["dsc2d"] for r in chosen], [r["dsc3d"] for r in chosen]
-        out[key] = {"by_structure": paired_ratio(a, b).as_dict(),
-                    "by_subject": paired_ratio(a, b, groups=[r["subject"] for r in chosen]).as_dict(),
+        out[key] = {**by_structure_and_subject(a, b, [r["subject"] for r in chosen], compare=paired_ratio),
                     "reaching_goal": sum(x >= GOAL * y for x, y in zip(a, b)), "count": len(chosen)}
     return out
 

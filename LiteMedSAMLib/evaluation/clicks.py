@@ -241,6 +241,17 @@ def evaluate_clicks(predictor: VolumePredictor, gt: np.ndarray, clicks: int = 5,
     return steps
 
 
+def click_steps(dsc_rows: Sequence[Sequence[float]]) -> list[dict]:
+    """Each click against the step before it, paired over the rows (one per structure: DSC
+    after the box, then after each click): the mean change, how many rose and fell and, from 5
+    rows on, an interval (:func:`~LiteMedSAMLib.evaluation.statistics.paired_difference`), not
+    only whether the mean rose."""
+    if not dsc_rows:
+        return []
+    return [paired_difference([r[k] for r in dsc_rows], [r[k - 1] for r in dsc_rows]).as_dict()
+            for k in range(1, len(dsc_rows[0]))]
+
+
 def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks: int = 5,
                           labels: Sequence[int] | None = None, model_name: str | None = None,
                           weights: str | None = None, preset: str = "auto",
@@ -303,13 +314,9 @@ def evaluate_clicks_files(image_path: str | Path, gt_path: str | Path, *, clicks
     auc = {label: {f"{key}_auc": click_auc([padded[key][i][j] for j in range(n)]) for key in ("dsc", "nsd")}
            for i, label in enumerate(results)}
     auc_mean = {f"{key}_auc": float(np.mean([a[f"{key}_auc"] for a in auc.values()])) for key in ("dsc", "nsd")}
-    # each click against the step before it, paired over labels: how many rose and fell (and,
-    # with 5 labels or more, an interval), not only whether the mean did
-    steps = [paired_difference([r[k] for r in padded["dsc"]], [r[k - 1] for r in padded["dsc"]]).as_dict()
-             for k in range(1, n)]
     return {"image": str(image_path), "ground_truth": str(gt_path), "clicks": clicks,
             "correction": correction, "mask_prompt": mask_prompt, "edge_cut": edge_cut, "scribbles": scribbles,
             "pipeline": get_pipeline(pipeline).name, "tolerance_mm": tolerance_mm,
             "mode": predictor.mode, "preset": predictor.mapping.kind, "labels": results,
             "mean": {key: [float(np.mean(col)) for col in zip(*rows)] for key, rows in padded.items()},
-            "auc": {"labels": auc, "mean": auc_mean}, "click_steps": steps}
+            "auc": {"labels": auc, "mean": auc_mean}, "click_steps": click_steps(padded["dsc"])}

@@ -177,6 +177,14 @@ def _interval(per_group: np.ndarray, statistic, point: float, confidence: float,
     return None, None
 
 
+def by_structure_and_subject(a: Sequence[float], b: Sequence[float], subjects: Sequence, *,
+                             compare=paired_difference) -> dict:
+    """``compare`` (:func:`paired_difference` or :func:`paired_ratio`) twice, as the suite and
+    the tools record it and :func:`describe_both` reads it: ``by_structure`` with every pair
+    its own sample, ``by_subject`` with the ``subjects`` (one per pair) resampled whole."""
+    return {"by_structure": compare(a, b).as_dict(), "by_subject": compare(a, b, groups=subjects).as_dict()}
+
+
 def describe_both(by_structure: dict | PairedDifference, by_subject: dict | PairedDifference,
                   unit: str = "structures") -> str:
     """The line the suite and the click comparison print: the difference resampled by

@@ -50,7 +50,7 @@ from scipy import ndimage
 
 from ..errors import LiteMedSAMError
 from .metrics import dice, normalized_surface_dice
-from .statistics import describe_both, paired_difference
+from .statistics import by_structure_and_subject, describe_both
 
 OFFICIAL = "official"
 MIN_VOXELS = 27
@@ -525,7 +525,7 @@ def summarize(report: dict) -> dict:
 
 def _differences(report: dict) -> dict:
     """Per pipeline, its paired DSC difference to the official one with bootstrap intervals
-    (:func:`~LiteMedSAMLib.evaluation.statistics.paired_difference`): over all structures and
+    (:func:`~LiteMedSAMLib.evaluation.statistics.by_structure_and_subject`): over all structures and
     over those of 3-D volumes, each with structures resampled and with subjects resampled (a
     report written before subjects were recorded counts each case as its own subject)."""
     names = report["pipelines"]
@@ -541,8 +541,7 @@ def _differences(report: dict) -> dict:
                 continue
             a = [row["metrics"][n]["dsc"] for _, row in chosen]
             b = [row["metrics"][OFFICIAL]["dsc"] for _, row in chosen]
-            out[n][key] = {"by_structure": paired_difference(a, b).as_dict(),
-                           "by_subject": paired_difference(a, b, groups=[s for s, _ in chosen]).as_dict()}
+            out[n][key] = by_structure_and_subject(a, b, [s for s, _ in chosen])
     return out
 
 
@@ -611,7 +610,7 @@ def format_report(report: dict, per_structure: bool = True) -> str:
                                         and not 0 < volumes < overall[OFFICIAL]["structures"]):
                     continue
                 lines.append(f"{n + ', ' + what:<30}"
-                             + describe_both(parts[key]["by_structure"], parts[key]["by_subject"]))
+                             + describe_both(**parts[key]))
     agreeing = [n for n in names if "dsc_vs_model" in overall[n]]
     if agreeing:
         main = report.get("model") or "the default model"

@@ -114,5 +114,5 @@ def test_corrections_are_compared_paired_by_structure_and_by_subject(tmp_path):
     assert (last["samples"], last["higher"], last["lower"]) == (5, 3, 1)
     assert d["after_last_click"]["by_subject"]["groups"] == 2  # two CT cases, one patient
     assert d["dsc_auc"]["by_structure"]["mean"] == pytest.approx(last["mean"])
-    (step,) = tool.click_steps(report, "edit")  # one click: box 0.5 -> 0.7, 0.6, 0.65, 0.95, 0.8
+    (step,) = tool.click_steps_of(report, "edit")  # one click: box 0.5 -> 0.7, 0.6, 0.65, 0.95, 0.8
     assert step["mean"] == pytest.approx(0.24) and (step["higher"], step["lower"]) == (5, 0)
