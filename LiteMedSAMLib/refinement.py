@@ -92,7 +92,7 @@ import torch
 from scipy import ndimage
 
 from .boxes import Box3D, SliceBox, check_box, check_slice_box
-from .edge_cut import edge_cut
+from .edge_cut import MIN_REACH, edge_cut
 from .errors import LiteMedSAMError, check_cancel
 from .pipeline import CT_KINDS, bone_share, intensity_drift, intensity_reference, leak_shape
 from .predictor import VolumePredictor
@@ -225,6 +225,10 @@ class RefinementSession:
             also takes away the part of the mask that the image's edges cut off around it
             (:func:`~LiteMedSAMLib.edge_cut.edge_cut`); ``False`` is the edit as it was before
             (kept to measure against).
+        reach: keep what an edit adds or removes within this many times the prompt's depth on
+            its side of the mask (at least :data:`~LiteMedSAMLib.edge_cut.MIN_REACH` pixels), as
+            the edge cut bounds itself; ``None`` (the default): as the edit's rules make it.
+            Measured with 4 and not adopted (the click decoder's model card, 2026-12-08).
         corrections: whether prompts may follow :meth:`run`. A trained correction's click
             decoder is then loaded (and converted) when the session is made, so that a missing
             or corrupt file is an error at once and the first click does not wait for it;
@@ -237,7 +241,7 @@ class RefinementSession:
     def __init__(self, predictor: VolumePredictor, box: Box3D | SliceBox | Sequence[int], *,
                  correction: str | None = None, mask_prompt: bool = True,
                  scribble_prompt: str | None = None, pipeline=None, carry: bool = True,
-                 edge_cut: bool = True, corrections: bool = True) -> None:
+                 edge_cut: bool = True, reach: float | None = None, corrections: bool = True) -> None:
         from .click_decoder import click_decoder_for, default_correction, has_click_decoder
         from .pipeline import get_pipeline, object_view, padded_box2d
 
@@ -264,6 +268,9 @@ class RefinementSession:
             self.pipeline, predictor, self.box.box2d, window_slices, self.mid,
             sweep=None if self._start_2d else (self.box.z0, self.box.z1))
         self.correction, self.mask_prompt, self.edge_cut = correction, mask_prompt, edge_cut
+        if reach is not None and not reach > 0:
+            raise LiteMedSAMError(f"reach must be a positive number of mask depths, got {reach!r}")
+        self.reach = reach
         # the pipeline's bone rule (lever boneend): on CT, where the sweep stops, a bony object
         # ends where its mask holds almost no bone (read on the raw voxels, which every view
         # of the predictor reads through to its volume)
@@ -791,8 +798,22 @@ class RefinementSession:
             region = local if prompt.positive else current & local
         region = components_touching(region, prompt.pixels)
         if prompt.positive:
-            return (current | region).astype(np.uint8)
-        return self._cut(z, current, prompt, _at_most_half(region, current, prompt)).astype(np.uint8)
+            return (current | self._within_reach(region & ~current, current, prompt)).astype(np.uint8)
+        removed = self._within_reach(_at_most_half(region, current, prompt), current, prompt)
+        return self._cut(z, current, prompt, removed).astype(np.uint8)
+
+    def _within_reach(self, change: np.ndarray, current: np.ndarray, prompt: Prompt) -> np.ndarray:
+        """The part of ``change`` (what the prompt adds or removes) near the prompt: within
+        ``reach`` times the prompt's depth on its side of the mask (a positive prompt's distance to
+        the mask, a negative one's to the background; at least :data:`~LiteMedSAMLib.edge_cut.MIN_REACH`
+        pixels), as the edge cut bounds itself. A click on the mask's rim (a small error there)
+        then changes the rim near it, not the whole candidate's outline. Off with ``reach=None``."""
+        if self.reach is None or not change.any():
+            return change
+        side = ~current if prompt.positive else current
+        depth = _depth_at_prompt(side, prompt) if side.any() else float("inf")
+        near = _distance_to_prompt(prompt, current.shape) <= max(self.reach * depth, MIN_REACH)
+        return change & near
 
     def _cut(self, z: int, current: np.ndarray, prompt: Prompt, removed: np.ndarray) -> np.ndarray:
         """``current`` less what a negative ``prompt`` removes: the model's part (``removed``)

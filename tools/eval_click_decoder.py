@@ -20,6 +20,7 @@ shipped example is the MNI152 subject); writes everything to the JSON file.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -215,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                              "structures of a case)")
     parser.add_argument("--no-edge-cut", action="store_true",
                         help="negative clicks without the edge cut (LiteMedSAMLib.edge_cut), as before 2026-12-06")
+    parser.add_argument("--reach", type=float, default=None,
+                        help="keep each edit's change within this many depths of the click "
+                             "(RefinementSession(reach=)); default: the session's")
     parser.add_argument("--scribbles", action="store_true",
                         help="each interaction a stroke through the click along its error region (not the click)")
     parser.add_argument("--embedding-cache", type=Path, default=None)
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     report = {"clicks": args.clicks, "pipeline": args.pipeline, "split": args.split, "box_rule": args.box_rule,
-              "edge_cut": not args.no_edge_cut, "scribbles": args.scribbles, "cases": {}}
+              "edge_cut": not args.no_edge_cut, "reach": args.reach, "scribbles": args.scribbles, "cases": {}}
     predictor = make_predictor("litemedsam", args.mode, threads=args.threads)
     report["mode"] = predictor.mode
     if args.embedding_cache is not None:
@@ -251,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                 oracle = correction == ORACLE
                 session_class = (oracle_session(gt == label) if oracle
                                  else box_only_session if correction == BOX_ONLY else RefinementSession)
+                if args.reach is not None and not oracle:
+                    session_class = functools.partial(session_class, reach=args.reach)
                 steps = evaluate_clicks(predictor, gt == label, args.clicks, spacing,
                                         correction=("trained-edit" if oracle else "edit" if correction == BOX_ONLY
                                                     else correction),

@@ -479,3 +479,34 @@ def test_meet_deferred_propagation_ends_where_an_immediate_one_does(case, correc
         first = sessions[1].add_point(z, c.x, c.y, c.positive)
         assert sorted(first + sessions[1].propagate_pending()) == expected
         assert np.array_equal(sessions[1].mask, sessions[0].mask)
+
+
+def test_an_edit_within_reach_changes_only_near_the_click(case):
+    """With ``reach`` a click's change is kept within that many times its depth on its side of
+    the mask (at least MIN_REACH pixels): a click by the mask's rim changes the rim near it, a
+    click deep in a missed part may change that part as far as it reaches."""
+    from LiteMedSAMLib.edge_cut import MIN_REACH
+
+    predictor, _, box = case
+    session = RefinementSession(predictor, box, correction="edit", pipeline="official", reach=4.0)
+    yy, xx = np.mgrid[:80, :80]
+    current = np.zeros((80, 80), bool)
+    current[20:40, 20:40] = True
+    grown = ndimage.binary_dilation(current, iterations=2) & ~current  # a rim all around
+    by_rim = Prompt(np.array([[40, 30]]), True)               # 1 pixel right of the mask (x = 39)
+    kept = session._within_reach(grown, current, by_rim)
+    assert kept[30, 40] and kept[30, 41]
+    assert np.all(np.hypot(yy - 30, xx - 40)[kept] <= max(4.0 * 1, MIN_REACH))
+    assert not kept[20:40, 18:20].any()                       # the far side of the rim is left alone
+    lobe = np.zeros_like(current)
+    lobe[24:36, 40:52] = True                                 # a missed part 12 pixels wide
+    deep = Prompt(np.array([[46, 30]]), True)                 # its middle, 7 pixels from the mask
+    assert np.array_equal(session._within_reach(lobe, current, deep), lobe)
+    inside = Prompt(np.array([[22, 30]]), False)              # 3 pixels from the background (x = 19)
+    removed = session._within_reach(current.copy(), current, inside)
+    assert removed[30, 22] and not removed[30, 36]
+    assert np.all(np.hypot(yy - 30, xx - 22)[removed] <= 4.0 * 3)
+    session.reach = None                                      # off: the change as the edit made it
+    assert np.array_equal(session._within_reach(grown, current, by_rim), grown)
+    with pytest.raises(LiteMedSAMError, match="reach"):
+        RefinementSession(predictor, box, correction="edit", pipeline="official", reach=0)
