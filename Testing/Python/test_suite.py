@@ -4,6 +4,7 @@ on a tiny 4-slice case (the shipped example) with the real model."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import SimpleITK as sitk
 
 from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.evaluation import suite
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _synthetic_label() -> tuple[np.ndarray, dict[int, str]]:
@@ -248,3 +251,42 @@ def test_compared_model_gets_its_own_columns_and_its_agreement_with_the_main_mod
     overall = report["summary"]["overall"]["litemedsam-copy@official"]
     assert overall["dsc_vs_model"] == 1.0 and overall["dsc_vs_model_min"] == 1.0
     assert "Agreement with litemedsam in the same pipeline" in suite.format_report(report)
+
+
+def _fetch_tool():
+    import importlib.util
+    import sys
+
+    if "fetch_public_data" not in sys.modules:  # its dataclasses look their module up there
+        spec = importlib.util.spec_from_file_location("fetch_public_data", REPO / "tools" / "fetch_public_data.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules["fetch_public_data"]
+
+
+def test_the_suite_splits_by_subject():
+    """No subject has volumes in both splits, and every case id is unique (the index is keyed
+    by it): the held-back volumes never train the click decoder or choose a lever."""
+    tool = _fetch_tool()
+    ids = [case.case_id for case in tool.CASES]
+    assert len(ids) == len(set(ids))
+    splits: dict[str, set[str]] = {}
+    for case in tool.CASES:
+        splits.setdefault(case.subject, set()).add(case.split)
+    assert all(len(s) == 1 for s in splits.values()), splits
+    lesions = [c for c in tool.CASES if c.dataset.startswith("radiomics_")]
+    assert len({c.subject for c in lesions}) == 5 and {c.split for c in lesions} == {"test"}
+    assert {c.modality for c in lesions} == {"MR", "CT"} and not any(c.labels_are_model_output for c in lesions)
+
+
+def test_the_lesion_source_is_found_on_the_index_page_by_name_and_checksum():
+    tool = _fetch_tool()
+    sha = tool.RADIOMICS_SHA256
+    page = ('<a href="https://files.example/p/pyradiomics-3.0.1.tar.gz#sha256=00">pyradiomics-3.0.1.tar.gz</a>\n'
+            f'<a href="https://files.example/p/pyradiomics-3.1.0.tar.gz#sha256={sha}">pyradiomics-3.1.0.tar.gz</a>')
+    assert tool.sdist_link(page, "pyradiomics-3.1.0.tar.gz", sha) == "https://files.example/p/pyradiomics-3.1.0.tar.gz"
+    with pytest.raises(SystemExit, match="expected sha256"):
+        tool.sdist_link(page.replace(sha, "ab" * 32), "pyradiomics-3.1.0.tar.gz", sha)
+    with pytest.raises(SystemExit, match="not listed"):
+        tool.sdist_link(page, "pyradiomics-9.9.tar.gz", sha)
