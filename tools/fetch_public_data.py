@@ -4,8 +4,8 @@ Usage::
 
     python tools/fetch_public_data.py [--cache DIR] [--downloads DIR] [--force]
 
-The data comes only through package clients (no web downloads), see
-``../shared/notes/public-data.md``:
+The data comes only from package registries, through their clients where they can (no other
+web downloads), see ``../shared/notes/public-data.md``:
 
 - ``pip download --no-deps --no-binary :all: totalsegmentator==2.18.0``: the source package's
   ``tests/reference_files`` (CT, MR, aorta CT, a DICOM CT) with TotalSegmentator's own masks.
@@ -28,7 +28,7 @@ written last, atomically, so a reader never sees a half-built suite. Overlay pre
 case go to ``<cache>/previews/`` for checking the alignment by eye.
 
 ``--downloads DIR`` reuses already extracted downloads (folders ``totalsegmentator-2.18.0/``,
-``mricron/`` and ``sd/`` as ``tar xf``, ``dpkg -x`` and ``unzip`` leave them); whatever is
+``mricron/``, ``sd/`` and ``pyradiomics-3.1.0/`` as ``tar xf``, ``dpkg -x`` and ``unzip`` leave them); whatever is
 missing there is fetched into ``<cache>/downloads``. Cases already built are skipped unless
 ``--force``.
 
