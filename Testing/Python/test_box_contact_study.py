@@ -3,19 +3,12 @@ along its box's side or filling its end slice, on synthetic balls where the answ
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
+from tool_module import load_tool
 
 from LiteMedSAMLib.boxes import Box3D, SliceBox
 
-_TOOL = Path(__file__).resolve().parents[2] / "tools" / "study_box_contact.py"
-_spec = importlib.util.spec_from_file_location("study_box_contact", _TOOL)
-study = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = study  # its dataclass looks its module up
-_spec.loader.exec_module(study)
+study = load_tool("study_box_contact")
 BoxContact, box_contact, clip = study.BoxContact, study.box_contact, study.clipped
 
 

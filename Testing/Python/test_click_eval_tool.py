@@ -3,17 +3,13 @@ heuristic baseline's session, and its summary over structures."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_module import load_tool
 
-_TOOL = Path(__file__).resolve().parents[2] / "tools" / "eval_click_decoder.py"
-_spec = importlib.util.spec_from_file_location("eval_click_decoder", _TOOL)
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
+tool = load_tool("eval_click_decoder")
 
 
 def test_labels_are_spread_over_sizes_and_the_box_rule_drops_scattered_ones():

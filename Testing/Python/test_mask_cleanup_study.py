@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from tool_module import load_tool
 
-_TOOL = Path(__file__).resolve().parents[2] / "tools" / "study_mask_cleanup.py"
-_spec = importlib.util.spec_from_file_location("study_mask_cleanup", _TOOL)
-study = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study)
+study = load_tool("study_mask_cleanup")
 
 
 def test_the_rules_keep_the_largest_piece_and_fill_holes():

@@ -3,18 +3,14 @@ structure, with intervals; reports of the wrong kind are named."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from tool_module import load_tool
 
 from LiteMedSAMLib.errors import LiteMedSAMError
 
-_TOOL = Path(__file__).resolve().parents[2] / "tools" / "start_ratio.py"
-_spec = importlib.util.spec_from_file_location("start_ratio", _TOOL)
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
+tool = load_tool("start_ratio")
 
 
 def _report(start, scores, split="test"):

@@ -4,16 +4,14 @@ on a tiny 4-slice case (the shipped example) with the real model."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from tool_module import load_tool
 
 from LiteMedSAMLib.errors import LiteMedSAMError
 from LiteMedSAMLib.evaluation import suite
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _synthetic_label() -> tuple[np.ndarray, dict[int, str]]:
@@ -253,22 +251,10 @@ def test_compared_model_gets_its_own_columns_and_its_agreement_with_the_main_mod
     assert "Agreement with litemedsam in the same pipeline" in suite.format_report(report)
 
 
-def _fetch_tool():
-    import importlib.util
-    import sys
-
-    if "fetch_public_data" not in sys.modules:  # its dataclasses look their module up there
-        spec = importlib.util.spec_from_file_location("fetch_public_data", REPO / "tools" / "fetch_public_data.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules["fetch_public_data"]
-
-
 def test_the_suite_splits_by_subject():
     """No subject has volumes in both splits, and every case id is unique (the index is keyed
     by it): the held-back volumes never train the click decoder or choose a lever."""
-    tool = _fetch_tool()
+    tool = load_tool("fetch_public_data")
     ids = [case.case_id for case in tool.CASES]
     assert len(ids) == len(set(ids))
     splits: dict[str, set[str]] = {}
@@ -281,7 +267,7 @@ def test_the_suite_splits_by_subject():
 
 
 def test_the_lesion_source_is_found_on_the_index_page_by_name_and_checksum():
-    tool = _fetch_tool()
+    tool = load_tool("fetch_public_data")
     sha = tool.RADIOMICS_SHA256
     page = ('<a href="https://files.example/p/pyradiomics-3.0.1.tar.gz#sha256=00">pyradiomics-3.0.1.tar.gz</a>\n'
             f'<a href="https://files.example/p/pyradiomics-3.1.0.tar.gz#sha256={sha}">pyradiomics-3.1.0.tar.gz</a>')

@@ -3,18 +3,13 @@ it records and the exact replay of a choice rule on recorded rows."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import torch
+from tool_module import load_tool
 
 from LiteMedSAMLib.predictor import SlicePrediction
 
-_TOOL = Path(__file__).resolve().parents[2] / "tools" / "study_window_choice.py"
-_spec = importlib.util.spec_from_file_location("study_window_choice", _TOOL)
-study = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study)
+study = load_tool("study_window_choice")
 
 
 class _View:
