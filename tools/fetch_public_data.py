@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import json
 import os
 import shutil
@@ -173,13 +172,15 @@ class Sources:
         raise SystemExit("pip download stardist gave neither a wheel nor a source package")
 
     def radiomics(self) -> Path:
+        from LiteMedSAMLib.registry import file_sha256
+
         name = f"pyradiomics-{RADIOMICS_VERSION}"
         found = self._existing(name, "data/lung2_label.nrrd")
         if found:
             return found
         self.own.mkdir(parents=True, exist_ok=True)
         tarball = self.own / f"{name}.tar.gz"
-        if not tarball.exists() or _sha256(tarball) != RADIOMICS_SHA256:
+        if not tarball.exists() or file_sha256(tarball) != RADIOMICS_SHA256:
             # pip download cannot fetch it (building its metadata needs numpy and versioneer,
             # then reports version 3.0.1a1), so read the link from PyPI's simple index, as pip does
             index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
@@ -188,7 +189,7 @@ class Sources:
             print(f"+ download {url}", flush=True)
             with urllib.request.urlopen(url, timeout=300) as response:
                 tarball.write_bytes(response.read())
-            if _sha256(tarball) != RADIOMICS_SHA256:
+            if file_sha256(tarball) != RADIOMICS_SHA256:
                 tarball.unlink()
                 raise SystemExit(f"{name}.tar.gz does not have the expected SHA-256 {RADIOMICS_SHA256}")
         with tarfile.open(tarball) as tar:
@@ -210,14 +211,6 @@ def sdist_link(page: str, filename: str, sha256: str) -> str:
                 raise SystemExit(f"{filename}: the index gives {fragment}, expected sha256={sha256}")
             return address
     raise SystemExit(f"{filename} is not listed on the package's index page")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
